@@ -1,0 +1,1 @@
+"""Packaged as ``opsctl.defaults``: the example config and its JSON schema ship with opsctl."""

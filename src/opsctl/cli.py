@@ -1,0 +1,136 @@
+"""The root app: global options, the command groups, and the error boundary.
+
+Command modules (``opsctl.commands.*``) are thin and cheap to import; engines
+and heavy clients are imported inside the commands that use them.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from enum import Enum
+
+import typer
+
+from opsctl.errors import ExitCode, OpsctlError
+
+app = typer.Typer(
+    name="opsctl",
+    help="The ops CLI for on-call engineers: incidents, deploys, migrations, restores and DR drills.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+
+
+class OutputFormat(str, Enum):
+    table = "table"
+    json = "json"
+    yaml = "yaml"
+
+
+class LogFormat(str, Enum):
+    text = "text"
+    json = "json"
+
+
+def _version(value: bool) -> None:
+    if value:
+        from opsctl import __version__
+
+        typer.echo(f"opsctl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    config: str | None = typer.Option(None, "--config", "-c", envvar="OPSCTL_CONFIG", help="Config file.", metavar="PATH"),
+    env: str | None = typer.Option(None, "--env", "-e", envvar="OPSCTL_ENV", help="Environment (default: the config's).", metavar="NAME"),
+    output: OutputFormat = typer.Option(OutputFormat.table, "--output", "-o", envvar="OPSCTL_OUTPUT", help="Output format.", case_sensitive=False),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Show what would change; change nothing."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Answer yes to confirmations."),
+    verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="More detail on stderr (-vv for debug)."),
+    no_color: bool = typer.Option(False, "--no-color", help="No colours (also NO_COLOR=1)."),
+    log_format: LogFormat = typer.Option(LogFormat.text, "--log-format", envvar="OPSCTL_LOG_FORMAT", help="Log lines on stderr as text or JSON.", case_sensitive=False),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
+) -> None:
+    """Global options apply to every command."""
+    from opsctl import logging as oplog
+    from opsctl import tracing
+    from opsctl.context import Context
+    from opsctl.output import Output
+
+    tracing.start_trace()
+    oplog.setup(log_format.value, verbose)
+    context = Context(
+        config_path=config,
+        env_name=env,
+        output=Output(output.value, no_color=no_color),
+        dry_run=dry_run,
+        yes=yes,
+        verbose=verbose,
+    )
+    ctx.obj = context
+    ctx.call_on_close(context.close)
+
+
+def _register() -> None:
+    from opsctl.commands import audit, completion, config, inventory
+
+    app.add_typer(config.app, name="config", help="Check and show the configuration.")
+    inventory.register(app)
+    audit.register(app)
+    completion.register(app)
+
+
+_register()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the app and turn every outcome into one exit code."""
+    sys.exit(run(sys.argv[1:] if argv is None else argv))
+
+
+def run(argv: list[str]) -> int:
+    import click
+
+    debug = os.environ.get("OPSCTL_DEBUG", "") not in ("", "0")
+    command = typer.main.get_command(app)
+    try:
+        command.main(args=argv, prog_name="opsctl", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        return int(ExitCode.USAGE if exc.exit_code == 2 else exc.exit_code)
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        _stderr("interrupted")
+        return int(ExitCode.INTERRUPTED)
+    except OpsctlError as exc:
+        if debug:
+            raise
+        from opsctl.errors import ConfigError
+
+        prefix = "" if isinstance(exc, ConfigError) else "error: "
+        for line in exc.lines():
+            _stderr(prefix + line)
+        return int(exc.exit_code)
+    except BrokenPipeError:
+        return int(ExitCode.OK)
+    except Exception as exc:
+        if debug:
+            raise
+        from opsctl.redact import redact
+
+        _stderr(f"error: internal error ({type(exc).__name__}: {redact(str(exc))}); rerun with OPSCTL_DEBUG=1 for a traceback and report it")
+        return int(ExitCode.FAILED)
+    return int(ExitCode.OK)
+
+
+def _stderr(message: str) -> None:
+    from opsctl.redact import redact
+
+    sys.stderr.write(redact(message) + "\n")
+    sys.stderr.flush()

@@ -1,0 +1,363 @@
+"""The config model: tiers, services, integrations, policy, state.
+
+Loading, discovery and located error messages live in :mod:`opsctl.configfile`.
+The models reject unknown keys; cross references (a service's tier, its team,
+its environments, duplicate names) are checked by :func:`cross_check`.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    WithJsonSchema,
+    field_validator,
+)
+
+from opsctl.timeutil import DURATION_PATTERN, format_duration, parse_duration, validate_timezone
+
+SECRET_SCHEMES = ("vault", "aws-sm", "file", "env")
+_SECRET_REF = re.compile(r"^(vault|aws-sm|file|env):\S+$")
+_CREDENTIALS_IN_URL = re.compile(r"^[a-z][a-z0-9+.-]*://[^/@:]*:[^/@]+@", re.IGNORECASE)
+
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(parse_duration),
+    PlainSerializer(format_duration, return_type=str),
+    WithJsonSchema({"type": "string", "pattern": DURATION_PATTERN, "examples": ["15m", "1h", "7d"]}),
+]
+TimeZone = Annotated[str, AfterValidator(validate_timezone)]
+
+
+def _check_secret_ref(value: str) -> str:
+    if not _SECRET_REF.match(value):
+        raise ValueError(
+            "must be a secret reference: vault:PATH#KEY, aws-sm:NAME[#KEY], file:PATH or env:NAME"
+        )
+    return value
+
+
+def _check_url_or_ref(value: str) -> str:
+    if _SECRET_REF.match(value):
+        return value
+    if _CREDENTIALS_IN_URL.match(value):
+        raise ValueError("holds a password in plain text: put the URL in a secret reference (vault:…, aws-sm:…)")
+    return value
+
+
+SecretRef = Annotated[
+    str,
+    AfterValidator(_check_secret_ref),
+    WithJsonSchema({"type": "string", "pattern": r"^(vault|aws-sm|file|env):\S+$"}),
+]
+UrlOrSecret = Annotated[str, AfterValidator(_check_url_or_ref)]
+Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=63)]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+# --------------------------------------------------------------------- tiers
+
+
+class Tier(Model):
+    description: str = ""
+    availability: float = Field(gt=0, le=100, description="availability target in percent")
+    p95_latency_ms: int | None = Field(default=None, gt=0, description="p95 latency target; null = none")
+    rpo: Duration = Field(description="recovery point objective")
+    rto: Duration = Field(description="recovery time objective")
+
+
+class TierOverride(Model):
+    description: str | None = None
+    availability: float | None = Field(default=None, gt=0, le=100)
+    p95_latency_ms: int | None = Field(default=None, gt=0)
+    rpo: Duration | None = None
+    rto: Duration | None = None
+
+
+BUILTIN_TIERS: dict[int, Tier] = {
+    0: Tier(description="critical (auth, billing)", availability=99.99, p95_latency_ms=200, rpo="0m", rto="15m"),  # type: ignore[arg-type]
+    1: Tier(description="core (api, signaling)", availability=99.9, p95_latency_ms=500, rpo="5m", rto="1h"),  # type: ignore[arg-type]
+    2: Tier(description="async jobs", availability=99.5, p95_latency_ms=None, rpo="1h", rto="4h"),  # type: ignore[arg-type]
+    3: Tier(description="internal tools", availability=99.0, p95_latency_ms=1000, rpo="24h", rto="8h"),  # type: ignore[arg-type]
+}
+
+
+# ------------------------------------------------------------------ services
+
+
+class PagerDutyService(Model):
+    service_id: str = Field(description="PagerDuty service ID, e.g. PABC123")
+    escalation_policy: str | None = Field(default=None, description="escalation policy ID")
+
+
+class Traffic(Model):
+    kind: Literal["service", "gateway-api", "istio", "none"] = "service"
+    route: str | None = Field(default=None, description="HTTPRoute / VirtualService name")
+
+
+class Kubernetes(Model):
+    context: str | None = None
+    namespace: str = "default"
+    deployment: str
+    traffic: Traffic = Traffic()
+
+
+class Prometheus(Model):
+    queries: dict[str, str] = Field(default_factory=dict, description="named PromQL queries")
+
+
+class Backup(Model):
+    provider: Literal["pgbackrest", "rds"]
+    stanza: str | None = Field(default=None, description="pgBackRest stanza")
+    repo_path: str | None = Field(default=None, description="pgBackRest posix repository path")
+    instance: str | None = Field(default=None, description="RDS DB instance identifier")
+    retention: Duration = Field(default=timedelta(days=7), description="PITR retention")
+
+
+class Database(Model):
+    dsn: SecretRef = Field(description="secret reference holding the connection string")
+    backup: Backup | None = None
+    replica: str | None = Field(default=None, description="read replica (host or RDS identifier)")
+
+
+class Cache(Model):
+    redis_url: UrlOrSecret
+    key_prefix: str = ""
+
+
+class Dns(Model):
+    zone: str
+    record: str
+
+
+class EnvironmentOverride(Model):
+    """Per-environment blocks; each replaces the service's block of the same name."""
+
+    region: str | None = None
+    kubernetes: Kubernetes | None = None
+    database: Database | None = None
+    cache: Cache | None = None
+    dns: Dns | None = None
+
+
+class Service(Model):
+    name: Name
+    tier: int
+    owner: Name = Field(description="owning team")
+    description: str = ""
+    region: str | None = None
+    pagerduty: PagerDutyService | None = None
+    kubernetes: Kubernetes | None = None
+    prometheus: Prometheus | None = None
+    database: Database | None = None
+    cache: Cache | None = None
+    dns: Dns | None = None
+    environments: dict[Name, EnvironmentOverride] = Field(default_factory=dict)
+
+    def in_env(self, env: str) -> Service:
+        """This service with the blocks of environment ``env`` applied."""
+        override = self.environments.get(env)
+        if override is None:
+            return self
+        changes = {k: v for k, v in override if v is not None}
+        return self.model_copy(update=changes)
+
+
+# -------------------------------------------------------------- integrations
+
+
+class PagerDutyIntegration(Model):
+    token: SecretRef | None = Field(default=None, description="API token (secret reference)")
+    from_: str | None = Field(default=None, alias="from", description="email sent in the From header")
+    base_url: str = "https://api.pagerduty.com"
+    ca_bundle: str | None = Field(default=None, description="CA bundle for a PagerDuty-compatible proxy")
+    timeout: Duration = Field(default=timedelta(seconds=30), description="total time budget per call")
+
+
+class PrometheusIntegration(Model):
+    url: str = "http://127.0.0.1:9090"
+
+
+class AwsIntegration(Model):
+    region: str = "eu-central-1"
+    secondary_region: str | None = "eu-west-1"
+    endpoint_url: str | None = None
+    profile: str | None = None
+
+
+class KubernetesIntegration(Model):
+    kubeconfig: str | None = None
+
+
+class VaultIntegration(Model):
+    address: str = "http://127.0.0.1:8200"
+    namespace: str | None = None
+    mount: str = "secret"
+
+
+class Integrations(Model):
+    pagerduty: PagerDutyIntegration = PagerDutyIntegration()
+    prometheus: PrometheusIntegration = PrometheusIntegration()
+    aws: AwsIntegration = AwsIntegration()
+    kubernetes: KubernetesIntegration = KubernetesIntegration()
+    vault: VaultIntegration = VaultIntegration()
+
+
+# -------------------------------------------------------------------- policy
+
+_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_HHMM = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+
+
+class BusinessHours(Model):
+    timezone: TimeZone = "UTC"
+    start: str = Field(default="09:00", pattern=_HHMM)
+    end: str = Field(default="17:00", pattern=_HHMM)
+    days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = Field(
+        default_factory=lambda: ["mon", "tue", "wed", "thu", "fri"]
+    )
+
+
+class ConfirmRule(Model):
+    """Matches when every field given matches; confirmation is needed if any rule matches."""
+
+    tiers: list[int] | None = None
+    environments: list[str] | None = None
+
+
+class Policy(Model):
+    business_hours: BusinessHours = BusinessHours()
+    confirm: list[ConfirmRule] = Field(
+        default_factory=lambda: [ConfirmRule(environments=["production"]), ConfirmRule(tiers=[0])]
+    )
+    plaintext_env_secrets: Literal["warn", "refuse"] = Field(
+        default="warn", description="what to do with env:NAME secret references"
+    )
+    lock_ttl: Duration = Field(default=timedelta(seconds=60), description="lock lease, renewed while held")
+
+    def needs_confirmation(self, tier: int, env: str) -> bool:
+        for rule in self.confirm:
+            if rule.tiers is not None and tier not in rule.tiers:
+                continue
+            if rule.environments is not None and env not in rule.environments:
+                continue
+            return True
+        return False
+
+
+class Team(Model):
+    business_hours: BusinessHours | None = None
+    pagerduty_schedule: str | None = None
+
+
+class StateConfig(Model):
+    url: UrlOrSecret | None = Field(
+        default=None, description="postgresql:// URL (or secret reference) for a shared store; unset = SQLite"
+    )
+    locks: Literal["state", "redis"] = "state"
+    redis_url: UrlOrSecret | None = None
+
+
+# -------------------------------------------------------------------- config
+
+
+class Config(Model):
+    """The whole opsctl.yaml."""
+
+    version: Literal[1] = 1
+    default_env: Name = "production"
+    environments: list[Name] = Field(default_factory=lambda: ["production", "staging"])
+    tiers: dict[int, TierOverride] = Field(default_factory=dict)
+    teams: dict[Name, Team] = Field(default_factory=dict)
+    policy: Policy = Policy()
+    state: StateConfig = StateConfig()
+    integrations: Integrations = Integrations()
+    services: list[Service] = Field(default_factory=list)
+
+    @field_validator("tiers")
+    @classmethod
+    def _tier_numbers(cls, value: dict[int, TierOverride]) -> dict[int, TierOverride]:
+        for number in value:
+            if number < 0 or number > 9:
+                raise ValueError(f"tier {number} is out of range: tiers are numbered 0-9")
+        return value
+
+    def effective_tiers(self) -> dict[int, Tier]:
+        """Built-in tiers with the config's overrides merged in; new complete tiers added."""
+        merged = dict(BUILTIN_TIERS)
+        for number, override in self.tiers.items():
+            given = override.model_dump(exclude_unset=True)
+            if number in merged:
+                merged[number] = Tier.model_validate({**merged[number].model_dump(), **given})
+            else:
+                merged[number] = Tier.model_validate(given)
+        return dict(sorted(merged.items()))
+
+    def service(self, name: str) -> Service | None:
+        return next((s for s in self.services if s.name == name), None)
+
+    def business_hours(self, team: str) -> BusinessHours:
+        owner = self.teams.get(team)
+        if owner is not None and owner.business_hours is not None:
+            return owner.business_hours
+        return self.policy.business_hours
+
+
+def cross_check(data: dict[str, Any]) -> list[tuple[tuple[Any, ...], str]]:
+    """References the models cannot check alone, as ``(location, message)`` pairs.
+
+    Works on the raw YAML data so that these problems are reported together with
+    the type errors of the same file, not only after those are fixed."""
+    problems: list[tuple[tuple[Any, ...], str]] = []
+    raw_tiers = data.get("tiers") if isinstance(data.get("tiers"), dict) else {}
+    tiers = set(BUILTIN_TIERS)
+    for key, override in (raw_tiers or {}).items():
+        try:
+            number = int(key)
+        except (TypeError, ValueError):
+            continue
+        tiers.add(number)
+        if number not in BUILTIN_TIERS and isinstance(override, dict):
+            missing = [f for f in ("availability", "rpo", "rto") if override.get(f) is None]
+            if missing:
+                problems.append((("tiers", key), f"new tier {number} needs {', '.join(missing)}"))
+    envs = data.get("environments", ["production", "staging"])
+    envs = envs if isinstance(envs, list) else []
+    default_env = data.get("default_env", "production")
+    if envs and isinstance(default_env, str) and default_env not in envs:
+        problems.append((("default_env",), f"environment {default_env!r} is not in environments"))
+    teams = data.get("teams") if isinstance(data.get("teams"), dict) else None
+    services = data.get("services") if isinstance(data.get("services"), list) else []
+    seen: dict[str, int] = {}
+    for index, service in enumerate(services or []):
+        if not isinstance(service, dict):
+            continue
+        name = service.get("name")
+        if isinstance(name, str):
+            if name in seen:
+                problems.append((("services", index, "name"), f"duplicate service name {name!r} (also service #{seen[name] + 1})"))
+            else:
+                seen[name] = index
+        tier = service.get("tier")
+        if isinstance(tier, int) and not isinstance(tier, bool) and tier not in tiers:
+            known = ", ".join(str(t) for t in sorted(tiers))
+            problems.append((("services", index, "tier"), f"tier {tier} does not exist (tiers: {known})"))
+        owner = service.get("owner")
+        if teams and isinstance(owner, str) and owner not in teams:
+            problems.append((("services", index, "owner"), f"team {owner!r} is not in teams"))
+        service_envs = service.get("environments")
+        for env in service_envs if isinstance(service_envs, dict) else {}:
+            if env not in envs:
+                problems.append((("services", index, "environments", env), f"environment {env!r} is not in environments"))
+    return problems
