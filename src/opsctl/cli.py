@@ -94,18 +94,22 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def run(argv: list[str]) -> int:
-    import click
+    from typer._click.exceptions import ClickException
 
     debug = os.environ.get("OPSCTL_DEBUG", "") not in ("", "0")
+    if "_OPSCTL_COMPLETE" in os.environ:
+        from typer.completion import completion_init
+
+        completion_init()
     command = typer.main.get_command(app)
     try:
         command.main(args=argv, prog_name="opsctl", standalone_mode=False)
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         return int(exc.exit_code)
-    except click.ClickException as exc:
+    except ClickException as exc:
         exc.show()
-        return int(ExitCode.USAGE if exc.exit_code == 2 else exc.exit_code)
-    except (KeyboardInterrupt, click.exceptions.Abort):
+        return int(exc.exit_code)
+    except (KeyboardInterrupt, typer.Abort):
         _stderr("interrupted")
         return int(ExitCode.INTERRUPTED)
     except OpsctlError as exc:

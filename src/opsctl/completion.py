@@ -1,17 +1,18 @@
-"""Shell completion scripts, generated from the app by click's completion machinery."""
+"""Shell completion scripts for bash, zsh and fish.
+
+The scripts call back into ``opsctl`` (``_OPSCTL_COMPLETE=complete_<shell>``), so
+commands, options and service names complete from the installed app and config.
+"""
 
 from __future__ import annotations
 
+SHELLS = ("bash", "zsh", "fish")
+
 
 def script(shell: str) -> str:
-    """The completion script for ``shell`` (what ``_OPSCTL_COMPLETE=source_<shell> opsctl`` prints)."""
-    from click.shell_completion import get_completion_class
+    """The completion script for ``shell``, as committed under completions/."""
+    from typer._completion_shared import get_completion_script
 
-    from opsctl.cli import app
-    from typer.main import get_command
-
-    cls = get_completion_class(shell)
-    if cls is None:
-        raise ValueError(f"unsupported shell {shell!r}")
-    command = get_command(app)
-    return cls(command, {}, "opsctl", "_OPSCTL_COMPLETE").source()
+    if shell not in SHELLS:
+        raise ValueError(f"unsupported shell {shell!r}: use bash, zsh or fish")
+    return get_completion_script(prog_name="opsctl", complete_var="_OPSCTL_COMPLETE", shell=shell).rstrip("\n") + "\n"

@@ -1,0 +1,1 @@
+complete --command opsctl --no-files --arguments "(env _OPSCTL_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=get-args _TYPER_COMPLETE_ARGS=(commandline -cp) opsctl)" --condition "env _OPSCTL_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=is-args _TYPER_COMPLETE_ARGS=(commandline -cp) opsctl"

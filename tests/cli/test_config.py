@@ -1,0 +1,146 @@
+"""`opsctl config validate|show`: every problem located, exit 2, no traceback."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import pytest
+
+
+def write(tmp_path, text: str):
+    path = tmp_path / "opsctl.yaml"
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_validate_example_is_valid(opsctl, example_config):
+    result = opsctl("config", "validate", str(example_config))
+    assert result.code == 0, result.stderr
+    assert "valid (6 services" in result.stderr
+
+
+def test_validate_json_summary(opsctl, example_config):
+    result = opsctl("-o", "json", "config", "validate", str(example_config))
+    assert result.code == 0
+    assert result.json()["valid"] is True and result.json()["services"] == 6
+
+
+BAD = """\
+    version: 1
+    environments: [production]
+    policy:
+      business_hours: {timezone: Mars/Olympus}
+      lock_ttl: 5 minutes
+    services:
+      - name: auth
+        tier: 7
+        owner: identity
+        colour: blue
+      - name: auth
+        tier: high
+        owner: identity
+        kubernetes: {deployment: x, namespce: y}
+        environments:
+          qa: {region: x}
+"""
+
+
+def test_validate_reports_every_problem_with_line(opsctl, tmp_path):
+    path = write(tmp_path, BAD)
+    result = opsctl("config", "validate", str(path))
+    assert result.code == 2
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    expected = [
+        f"{path}:4: policy.business_hours.timezone: unknown time zone 'Mars/Olympus'",
+        f"{path}:5: policy.lock_ttl: bad duration '5 minutes'",
+        f"{path}:8: services.auth.tier: tier 7 does not exist",
+        f"{path}:10: services.auth.colour: unknown key",
+        f"{path}:11: services.auth.name: duplicate service name 'auth'",
+        f"{path}:12: services.auth.tier: Input should be a valid integer",
+        f"{path}:14: services.auth.kubernetes.namespce: unknown key",
+        f"{path}:16: services.auth.environments.qa: environment 'qa' is not in environments",
+    ]
+    assert len(lines) == len(expected), result.stderr
+    for line, start in zip(lines, expected, strict=True):
+        assert line.startswith(start), (line, start)
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("services:\n  - name: a\n   tier: 1\n", ":3: YAML syntax error"),
+        ("version: 1\nversion: 1\n", ":2: version: duplicate key"),
+        ("- just\n- a list\n", ":1: the config must be a mapping"),
+        ("services:\n  - {name: a, owner: t}\n", ":2: services.a.tier: required key is missing"),
+        ("default_env: prod\n", ":1: default_env: environment 'prod' is not in environments"),
+        ("teams: {x: {}}\nservices:\n  - {name: a, tier: 1, owner: y}\n", ":3: services.a.owner: team 'y' is not in teams"),
+        ("tiers:\n  5: {rto: 1h}\n", ":2: tiers.5: new tier 5 needs availability, rpo"),
+        ("state:\n  url: postgresql://u:hunter22@db/x\n", ":2: state.url: holds a password in plain text"),
+        ("services:\n  - {name: a, tier: 1, owner: t, database: {dsn: 'postgresql://db/x'}}\n", "services.a.database.dsn: must be a secret reference"),
+    ],
+)
+def test_each_kind_of_problem(opsctl, tmp_path, text, needle):
+    path = write(tmp_path, text)
+    result = opsctl("config", "validate", str(path))
+    assert result.code == 2, result.stderr
+    assert needle in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "hunter22" not in result.stderr
+
+
+def test_any_command_on_a_bad_config_exits_2(opsctl, tmp_path):
+    path = write(tmp_path, "services:\n  - {name: a, tier: 9, owner: t}\n")
+    result = opsctl("-c", str(path), "services")
+    assert result.code == 2
+    assert f"{path}:2: services.a.tier: tier 9 does not exist" in result.stderr
+
+
+def test_missing_config_file(opsctl, tmp_path):
+    result = opsctl("-c", str(tmp_path / "nope.yaml"), "services")
+    assert result.code == 2
+    assert "config file not found (from --config)" in result.stderr
+
+
+def test_discovery_order(opsctl, tmp_path, isolated):
+    local = isolated / "work" / "opsctl.yaml"
+    local.write_text("services:\n  - {name: local-svc, tier: 2, owner: t}\n")
+    env_file = tmp_path / "env.yaml"
+    env_file.write_text("services:\n  - {name: env-svc, tier: 2, owner: t}\n")
+    assert [s["name"] for s in opsctl("-o", "json", "services").json()] == ["local-svc"]
+    result = opsctl("-o", "json", "services", env={"OPSCTL_CONFIG": str(env_file)})
+    assert [s["name"] for s in result.json()] == ["env-svc"]
+    local.unlink()
+    user = isolated / "home" / ".config" / "opsctl" / "opsctl.yaml"
+    user.parent.mkdir(parents=True)
+    user.write_text("services:\n  - {name: user-svc, tier: 2, owner: t}\n")
+    assert [s["name"] for s in opsctl("-o", "json", "services").json()] == ["user-svc"]
+
+
+def test_show_service_merges_environment_and_tier(opsctl, example_config):
+    prod = opsctl("-c", str(example_config), "-o", "json", "config", "show", "auth").json()
+    staging = opsctl("-c", str(example_config), "--env", "staging", "-o", "json", "config", "show", "auth").json()
+    assert prod["kubernetes"]["context"] == "prod-eu"
+    assert staging["kubernetes"]["context"] == "staging-eu"
+    assert staging["env"] == "staging"
+    assert prod["database"]["dsn"] == "vault:secret/auth/db#dsn"  # a reference, never a value
+    assert staging["database"]["dsn"] == "vault:secret/auth-staging/db#dsn"
+    assert prod["sla"]["rto"] == "15m"
+    assert prod["confirmation_required"] is True
+    assert prod["business_hours"]["timezone"] == "Europe/Berlin"
+
+
+def test_show_whole_config(opsctl, example_config):
+    result = opsctl("-c", str(example_config), "-o", "json", "config", "show")
+    data = json.loads(result.stdout)
+    assert data["source"] == str(example_config)
+    assert set(data["tiers"]) == {"0", "1", "2", "3"}
+    assert data["tiers"]["3"]["rto"] == "8h"
+    assert data["integrations"]["pagerduty"]["from"] == "oncall@example.com"
+
+
+def test_unknown_env(opsctl, example_config):
+    result = opsctl("-c", str(example_config), "--env", "qa", "config", "show", "auth")
+    assert result.code == 2
+    assert "unknown environment 'qa'" in result.stderr
