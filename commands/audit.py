@@ -33,7 +33,7 @@ def audit(
             Column("command"),
             Column("service"),
             Column("env"),
-            Column("outcome", fmt=engine.outcome_cell),
+            Column("outcome", color=engine.outcome_color),
             Column("args", fmt=engine.args_cell),
             Column("message"),
             Column("trace_id", "TRACE", fmt=lambda t: t[:8] if t else "-"),

@@ -47,7 +47,7 @@ def show(
     if service:
         data = inventory.effective_service(c.settings, c.service(service), c.env)
     else:
-        data = inventory.effective_config(c.settings, c.source.label)
+        data = inventory.effective_config(c.snapshot, c.source.label)
     if c.output.format == "table":
         import yaml
 

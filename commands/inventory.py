@@ -21,7 +21,7 @@ def services(
     from opsctl import inventory
 
     c = context(ctx)
-    rows = inventory.services(c.settings, tier)
+    rows = inventory.services(c.snapshot, tier)
     c.output.data(
         rows,
         columns=[
@@ -43,7 +43,7 @@ def tiers(ctx: typer.Context) -> None:
 
     c = context(ctx)
     c.output.data(
-        inventory.tiers(c.settings),
+        inventory.tiers(c.snapshot),
         columns=[
             Column("tier", style="bold"),
             Column("description"),

@@ -11,7 +11,14 @@ if TYPE_CHECKING:
     from opsctl.context import Context
     from opsctl.state.base import LockInfo
 
-_OUTCOME_STYLE = {"ok": "green", "failed": "red", "error": "red", "upstream": "red", "refused": "yellow", "usage": "yellow"}
+_OUTCOME_STYLE = {
+    "ok": "green",
+    "failed": "red",
+    "error": "red",
+    "upstream": "red",
+    "refused": "yellow",
+    "usage": "yellow",
+}
 
 
 def entries(ctx: Context, *, service: str | None, since: str, limit: int) -> list[dict[str, Any]]:
@@ -40,17 +47,14 @@ def entries(ctx: Context, *, service: str | None, since: str, limit: int) -> lis
     ]
 
 
-def outcome_cell(value: Any) -> str:
-    style = _OUTCOME_STYLE.get(str(value), "")
-    return f"[{style}]{value}[/]" if style else str(value)
+def outcome_color(value: Any) -> str | None:
+    return _OUTCOME_STYLE.get(str(value))
 
 
 def args_cell(args: Any) -> str:
-    from rich.markup import escape
-
     if not isinstance(args, dict) or not args:
         return "-"
-    return escape(" ".join(f"{k}={v}" for k, v in args.items()))
+    return " ".join(f"{k}={v}" for k, v in args.items())
 
 
 def lock_view(info: LockInfo) -> dict[str, Any]:
@@ -70,22 +74,22 @@ def held_locks(ctx: Context) -> list[dict[str, Any]]:
 
 
 def break_lock(ctx: Context, kind: str, service_name: str) -> dict[str, Any]:
+    """Break the lock of ``kind`` on a service (always confirmed, audited whatever happens)."""
     from opsctl.operations import mutation
     from opsctl.state.locks import lock_key
 
     service = ctx.service(service_name)
     key = lock_key(kind, service.name, ctx.env)
-    holder = ctx.locks.holder(key, ctx.clock())
-    if holder is None:
-        raise RefusedError(f"{key} is not locked", "nothing to do")
-    result = {"key": key, "broken": False, "holder": lock_view(holder), "dry_run": ctx.dry_run}
     with mutation(ctx, "unlock", service=service, args={"kind": kind, "service": service_name}) as op:
+        holder = ctx.locks.holder(key, ctx.clock())
+        if holder is None:
+            raise RefusedError(f"{key} is not locked", "nothing to do")
         ctx.confirm(
             f"break {key} held by {holder.user}@{holder.host} (pid {holder.pid}) since {holder.acquired_at:%Y-%m-%d %H:%M:%S %Z}",
             always=True,
         )
+        broken = False
         if not ctx.dry_run:
-            ctx.locks.break_(key)
-            result["broken"] = True
+            broken = ctx.locks.break_(key) is not None
             op.note(f"broke lock held by {holder.user}@{holder.host} pid {holder.pid}")
-    return result
+        return {"key": key, "broken": broken, "holder": lock_view(holder), "dry_run": ctx.dry_run}

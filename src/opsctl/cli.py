@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
-from enum import Enum
+from enum import StrEnum
 
 import typer
 
@@ -24,13 +24,13 @@ app = typer.Typer(
 )
 
 
-class OutputFormat(str, Enum):
+class OutputFormat(StrEnum):
     table = "table"
     json = "json"
     yaml = "yaml"
 
 
-class LogFormat(str, Enum):
+class LogFormat(StrEnum):
     text = "text"
     json = "json"
 
@@ -64,6 +64,7 @@ def root(
 
     tracing.start_trace()
     oplog.setup(log_format.value, verbose)
+    oplog.getLogger("opsctl.cli").debug("opsctl %s", " ".join(sys.argv[1:]))
     context = Context(
         config_path=config,
         env_name=env,

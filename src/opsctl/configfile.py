@@ -10,13 +10,14 @@ import os
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
-
-import yaml
-from pydantic import ValidationError
+from typing import TYPE_CHECKING, Any
 
 from opsctl.errors import ConfigError, ConfigProblem
-from opsctl.settings import Config, cross_check
+
+if TYPE_CHECKING:
+    import yaml
+
+    from opsctl.settings import Config
 
 CONFIG_ENV = "OPSCTL_CONFIG"
 EMBEDDED = "<embedded example>"
@@ -78,11 +79,48 @@ def load(source: Source) -> Config:
     return parse(read_source(source), source.label)
 
 
+def snapshot(source: Source, cache_dir: Path) -> dict[str, Any]:
+    """The validated config as plain data (defaults and built-in tiers merged in).
+
+    Cached by the hash of the file's text, so read-only views (``services``,
+    ``tiers``) skip YAML parsing and pydantic entirely on a config seen before;
+    a changed file is a new hash and is validated again."""
+    import hashlib
+    import json
+
+    from opsctl import __version__
+
+    text = read_source(source)
+    digest = hashlib.sha256(f"{__version__}\0{source.label}\0{text}".encode()).hexdigest()[:32]
+    path = cache_dir / f"{digest}.json"
+    try:
+        cached: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        return cached
+    except (OSError, ValueError):
+        pass
+    config = parse(text, source.label)
+    data = config.model_dump(mode="json", by_alias=True)
+    data["tiers"] = {str(n): t.model_dump(mode="json") for n, t in config.effective_tiers().items()}
+    data["overridden_tiers"] = sorted(config.tiers)
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(data), encoding="utf-8")
+        tmp.replace(path)
+        for old in sorted(cache_dir.glob("*.json"), key=lambda p: p.stat().st_mtime)[:-8]:
+            old.unlink(missing_ok=True)
+    except OSError:
+        pass  # a read-only state dir only costs speed
+    return data
+
+
 class _DuplicateKey(Exception):
     pass
 
 
 def _fast_loader() -> type:
+    import yaml
+
     base: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
     class Loader(base):  # type: ignore[misc,valid-type]
@@ -101,8 +139,13 @@ def parse(text: str, label: str) -> Config:
 
     The happy path parses once with libyaml; only a file with problems is parsed
     again node by node to find the line of each problem."""
+    import yaml
+    from pydantic import ValidationError
+
+    from opsctl.settings import Config, cross_check
+
     try:
-        data = yaml.load(text, Loader=_fast_loader())  # noqa: S506 - a SafeLoader subclass
+        data = yaml.load(text, Loader=_fast_loader())
     except (yaml.YAMLError, _DuplicateKey):
         data = None
     if isinstance(data, dict):
@@ -117,6 +160,11 @@ def parse(text: str, label: str) -> Config:
 
 
 def _diagnose(text: str, label: str) -> Config:
+    import yaml
+    from pydantic import ValidationError
+
+    from opsctl.settings import Config, cross_check
+
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
@@ -160,6 +208,8 @@ def _message(error: Any) -> str:
 
 
 def _index(node: yaml.Node, path: tuple[str, ...], lines: dict[tuple[str, ...], int], problems: list[ConfigProblem], label: str) -> None:
+    import yaml
+
     if isinstance(node, yaml.MappingNode):
         seen: set[str] = set()
         for key_node, value_node in node.value:

@@ -7,6 +7,7 @@ with a fixed clock, a temp state dir, captured streams) instead of patching.
 from __future__ import annotations
 
 import difflib
+import logging
 import os
 import sys
 from collections.abc import Callable
@@ -25,6 +26,9 @@ if TYPE_CHECKING:
     from opsctl.settings import Config, Service
     from opsctl.state.base import Store
     from opsctl.state.locks import LockBackend
+
+
+log = logging.getLogger("opsctl.context")
 
 
 @dataclass
@@ -51,7 +55,18 @@ class Context:
     def settings(self) -> Config:
         from opsctl.configfile import load
 
-        return load(self.source)
+        source = self.source
+        config = load(source)
+        log.info("config %s (from %s): %d services", source.label, source.reason, len(config.services))
+        return config
+
+    @cached_property
+    def snapshot(self) -> dict[str, Any]:
+        """The validated config as plain data, cached by content (fast read-only views)."""
+        from opsctl.configfile import snapshot
+        from opsctl.state import default_state_dir
+
+        return snapshot(self.source, (self.state_dir or default_state_dir()) / "config-cache")
 
     @property
     def env(self) -> str:

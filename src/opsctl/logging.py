@@ -20,6 +20,10 @@ _service: ContextVar[str | None] = ContextVar("opsctl_log_service", default=None
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime", "service"}
 
 
+def getLogger(name: str) -> logging.Logger:
+    return logging.getLogger(name)
+
+
 def set_service(name: str | None) -> None:
     """Tag later log records with the service being worked on."""
     _service.set(name)

@@ -25,10 +25,13 @@ FORMATS = ("table", "json", "yaml")
 
 @dataclass(frozen=True)
 class Column:
+    """A table column: ``fmt`` turns the value into plain text, ``color`` picks a rich style for it."""
+
     key: str
     header: str | None = None
     style: str | None = None
     fmt: Callable[[Any], str] | None = None
+    color: Callable[[Any], str | None] | None = None
 
     @property
     def title(self) -> str:
@@ -83,6 +86,7 @@ class Output:
             file=file if file is not None else (sys.stderr if stderr else sys.stdout),
             stderr=stderr and file is None,
             no_color=self.no_color,
+            color_system=None if self.no_color else "auto",
             highlight=False,
             soft_wrap=False,
         )
@@ -126,6 +130,8 @@ class Output:
             import yaml
 
             self._write(yaml.safe_dump(plain, sort_keys=False, allow_unicode=True))
+        elif isinstance(plain, list) and not self._stdout_is_terminal():
+            self._write(plain_table(plain, columns or _columns_of(plain)))
         elif isinstance(plain, list):
             self.out.print(self.table(plain, columns or _columns_of(plain), title=title))
         elif isinstance(plain, dict):
@@ -136,6 +142,11 @@ class Output:
     def text(self, text: str) -> None:
         """Raw text on stdout (Markdown, scripts) whatever the format."""
         self._write(redact(text) if text.endswith("\n") else redact(text) + "\n")
+
+    def _stdout_is_terminal(self) -> bool:
+        stream = self._stdout_file if self._stdout_file is not None else sys.stdout
+        isatty = getattr(stream, "isatty", None)
+        return bool(isatty and isatty()) or bool(os.environ.get("FORCE_COLOR"))
 
     def _write(self, text: str) -> None:
         stream = self._stdout_file if self._stdout_file is not None else sys.stdout
@@ -149,8 +160,14 @@ class Output:
         table = Table(title=title, box=None if self.no_color else _box(), header_style="bold", pad_edge=False)
         for column in columns:
             table.add_column(column.title, style=column.style, overflow="fold")
+        from rich.text import Text
+
         for row in rows:
-            table.add_row(*(_cell(row.get(c.key), c.fmt) for c in columns))
+            cells = []
+            for c in columns:
+                value = row.get(c.key)
+                cells.append(Text(_cell(value, c.fmt), style=(c.color(value) if c.color else None) or ""))
+            table.add_row(*cells)
         if not rows:
             table.caption = "(none)"
         return table
@@ -163,8 +180,10 @@ class Output:
         table.add_column(overflow="fold")
         if title:
             table.title = title
+        from rich.text import Text
+
         for key, value in data.items():
-            table.add_row(str(key), _cell(value, None))
+            table.add_row(str(key), Text(_cell(value, None)))
         return table
 
 
@@ -183,9 +202,15 @@ def _columns_of(rows: list[dict[str, Any]]) -> list[Column]:
     return [Column(k) for k in keys]
 
 
-def _cell(value: Any, fmt: Callable[[Any], str] | None) -> str:
-    from rich.markup import escape
+def plain_table(rows: list[dict[str, Any]], columns: Sequence[Column]) -> str:
+    """Aligned columns without decoration, for pipes (grep, awk, cut)."""
+    grid = [[c.title for c in columns]]
+    grid += [[_cell(row.get(c.key), c.fmt).replace("\n", " ") for c in columns] for row in rows]
+    widths = [max(len(line[i]) for line in grid) for i in range(len(columns))]
+    return "".join("  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip() + "\n" for line in grid)
 
+
+def _cell(value: Any, fmt: Callable[[Any], str] | None) -> str:
     if fmt is not None:
         return fmt(value)
     if value is None:
@@ -193,7 +218,7 @@ def _cell(value: Any, fmt: Callable[[Any], str] | None) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, list):
-        return escape(", ".join(str(v) for v in value)) if value else "-"
+        return ", ".join(str(v) for v in value) if value else "-"
     if isinstance(value, dict):
-        return escape(", ".join(f"{k}={v}" for k, v in value.items())) if value else "-"
-    return escape(str(value))
+        return ", ".join(f"{k}={v}" for k, v in value.items()) if value else "-"
+    return str(value)

@@ -75,10 +75,16 @@ def test_validate_reports_every_problem_with_line(opsctl, tmp_path):
         ("- just\n- a list\n", ":1: the config must be a mapping"),
         ("services:\n  - {name: a, owner: t}\n", ":2: services.a.tier: required key is missing"),
         ("default_env: prod\n", ":1: default_env: environment 'prod' is not in environments"),
-        ("teams: {x: {}}\nservices:\n  - {name: a, tier: 1, owner: y}\n", ":3: services.a.owner: team 'y' is not in teams"),
+        (
+            "teams: {x: {}}\nservices:\n  - {name: a, tier: 1, owner: y}\n",
+            ":3: services.a.owner: team 'y' is not in teams",
+        ),
         ("tiers:\n  5: {rto: 1h}\n", ":2: tiers.5: new tier 5 needs availability, rpo"),
         ("state:\n  url: postgresql://u:hunter22@db/x\n", ":2: state.url: holds a password in plain text"),
-        ("services:\n  - {name: a, tier: 1, owner: t, database: {dsn: 'postgresql://db/x'}}\n", "services.a.database.dsn: must be a secret reference"),
+        (
+            "services:\n  - {name: a, tier: 1, owner: t, database: {dsn: 'postgresql://db/x'}}\n",
+            "services.a.database.dsn: must be a secret reference",
+        ),
     ],
 )
 def test_each_kind_of_problem(opsctl, tmp_path, text, needle):

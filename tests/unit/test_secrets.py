@@ -16,13 +16,13 @@ import boto3
 import httpx
 import pytest
 from moto.server import ThreadedMotoServer
-from tests.fakes.vault import FakeVault
 
 import opsctl
 from opsctl import redact
 from opsctl.errors import ExitCode, OpsctlError, RefusedError, UpstreamError, UsageError
 from opsctl.secrets import SecretRef, SecretResolver, is_reference, parse_ref
 from opsctl.settings import AwsIntegration, Config, VaultIntegration
+from tests.fakes.vault import FakeVault
 
 TOKEN = "s.fake-vault-token-1234"
 DSN = "postgresql://auth:correct-horse-battery@db.internal:5432/auth"

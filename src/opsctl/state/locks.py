@@ -1,0 +1,338 @@
+"""Leased locks: one per (kind, service, env), held in the state store or in Redis.
+
+A lock is a lease: it carries an owner ``token`` and an expiry.  While held, a
+daemon thread renews it every ttl/3; a crashed holder stops renewing, so its
+lock frees itself after ``ttl``.  Only the token's owner may renew or release.
+"""
+
+from __future__ import annotations
+
+import builtins
+import getpass
+import json
+import logging
+import os
+import secrets
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from types import TracebackType
+from typing import Any, Protocol
+from urllib.parse import unquote, urlsplit
+
+from opsctl import redact as redaction
+from opsctl.errors import RefusedError, UpstreamError, UsageError
+from opsctl.state.base import LockInfo, Store
+from opsctl.timeutil import Clock, isoformat, utcnow
+
+log = logging.getLogger("opsctl.locks")
+
+
+def lock_key(kind: str, service: str, env: str) -> str:
+    return f"{kind}/{service}@{env}"
+
+
+class LockBackend(Protocol):
+    def acquire(self, info: LockInfo) -> LockInfo | None:
+        """Take the lock; None on success, else the live holder."""
+
+    def renew(self, key: str, token: str, ttl: timedelta, now: datetime) -> bool: ...
+
+    def release(self, key: str, token: str) -> bool: ...
+
+    def holder(self, key: str, now: datetime) -> LockInfo | None: ...
+
+    def list(self, now: datetime) -> builtins.list[LockInfo]: ...
+
+    def break_(self, key: str) -> LockInfo | None: ...
+
+
+class StoreLockBackend:
+    """Locks in the state store's ``locks`` table (SQLite or PostgreSQL)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def acquire(self, info: LockInfo) -> LockInfo | None:
+        return self.store.acquire_lock(info)
+
+    def renew(self, key: str, token: str, ttl: timedelta, now: datetime) -> bool:
+        return self.store.renew_lock(key, token, ttl, now)
+
+    def release(self, key: str, token: str) -> bool:
+        return self.store.release_lock(key, token)
+
+    def holder(self, key: str, now: datetime) -> LockInfo | None:
+        return self.store.get_lock(key, now)
+
+    def list(self, now: datetime) -> builtins.list[LockInfo]:
+        return self.store.list_locks(now)
+
+    def break_(self, key: str) -> LockInfo | None:
+        return self.store.break_lock(key)
+
+
+# KEYS[1] = lock key; ARGV[1] = token, ARGV[2] = new expires_at (ISO), ARGV[3] = ttl in ms
+_RENEW = """
+local raw = redis.call('GET', KEYS[1])
+if not raw then return 0 end
+local ok, info = pcall(cjson.decode, raw)
+if not ok or type(info) ~= 'table' or info['token'] ~= ARGV[1] then return 0 end
+info['expires_at'] = ARGV[2]
+redis.call('SET', KEYS[1], cjson.encode(info), 'PX', ARGV[3])
+return 1
+"""
+# KEYS[1] = lock key; ARGV[1] = token
+_RELEASE = """
+local raw = redis.call('GET', KEYS[1])
+if not raw then return 0 end
+local ok, info = pcall(cjson.decode, raw)
+if not ok or type(info) ~= 'table' or info['token'] ~= ARGV[1] then return 0 end
+return redis.call('DEL', KEYS[1])
+"""
+
+
+def _encode(info: LockInfo) -> str:
+    return json.dumps(
+        {
+            "key": info.key, "token": info.token, "user": info.user, "host": info.host, "pid": info.pid,
+            "command": info.command, "acquired_at": info.acquired_at.astimezone(UTC).isoformat(),
+            "expires_at": info.expires_at.astimezone(UTC).isoformat(),
+        }
+    )  # fmt: skip
+
+
+def _instant(value: Any) -> datetime:
+    moment = datetime.fromisoformat(str(value))
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _decode(key: str, raw: str) -> LockInfo:
+    try:
+        d = json.loads(raw)
+        return LockInfo(
+            key=key, token=str(d["token"]), user=str(d["user"]), host=str(d["host"]), pid=int(d["pid"]),
+            command=str(d["command"]), acquired_at=_instant(d["acquired_at"]), expires_at=_instant(d["expires_at"]),
+        )  # fmt: skip
+    except (ValueError, KeyError, TypeError):  # not ours, or damaged: still someone holds it
+        epoch = datetime.fromtimestamp(0, UTC)
+        return LockInfo(key, "", "?", "?", 0, "(unreadable lock value)", epoch, epoch)
+
+
+def _ms(delta: timedelta) -> int:
+    return max(1, int(delta.total_seconds() * 1000))
+
+
+class RedisLockBackend:
+    """Locks as Redis keys ``<prefix><key>`` whose value is the holder's JSON; expiry is the key's TTL."""
+
+    def __init__(self, url: str, prefix: str = "opsctl:lock:", *, timeout: float = 5.0) -> None:
+        import redis
+
+        password = urlsplit(url).password if "://" in url else None
+        if password:
+            redaction.register(password)
+            redaction.register(unquote(password))
+        self.location = redaction.redact(url)
+        self.prefix = prefix
+        try:
+            self._client: Any = redis.Redis.from_url(
+                url, socket_connect_timeout=timeout, socket_timeout=timeout, decode_responses=True
+            )
+        except ValueError as exc:
+            raise UsageError(f"bad Redis URL {self.location}: {redaction.redact(str(exc))}") from exc
+        self._renew = self._client.register_script(_RENEW)
+        self._release = self._client.register_script(_RELEASE)
+
+    @contextmanager
+    def _guard(self) -> Iterator[None]:
+        import redis
+
+        try:
+            yield
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise UpstreamError(
+                f"lock server unreachable at {self.location}: {redaction.redact(str(exc))}",
+                hint="check that Redis is running and reachable, and the lock URL in the config",
+            ) from exc
+        except redis.RedisError as exc:
+            raise UpstreamError(f"lock server at {self.location} failed: {redaction.redact(str(exc))}") from exc
+
+    def acquire(self, info: LockInfo) -> LockInfo | None:
+        name = self.prefix + info.key
+        with self._guard():
+            for _ in range(5):
+                if self._client.set(name, _encode(info), nx=True, px=_ms(info.expires_at - info.acquired_at)):
+                    return None
+                raw = self._client.get(name)
+                if raw is None:  # expired or released in between: try again
+                    continue
+                current = _decode(info.key, raw)
+                if current.token == info.token and self.renew(
+                    info.key, info.token, info.expires_at - info.acquired_at, info.acquired_at
+                ):
+                    return None
+                return current
+        raise UpstreamError(f"could not acquire {info.key} at {self.location}: the key kept changing")
+
+    def renew(self, key: str, token: str, ttl: timedelta, now: datetime) -> bool:
+        expires = (now + ttl).astimezone(UTC).isoformat()
+        with self._guard():
+            return bool(self._renew(keys=[self.prefix + key], args=[token, expires, _ms(ttl)]))
+
+    def release(self, key: str, token: str) -> bool:
+        with self._guard():
+            return bool(self._release(keys=[self.prefix + key], args=[token]))
+
+    def holder(self, key: str, now: datetime) -> LockInfo | None:
+        """The holder; ``now`` is unused, Redis expires keys itself."""
+        with self._guard():
+            raw = self._client.get(self.prefix + key)
+        return None if raw is None else _decode(key, raw)
+
+    def list(self, now: datetime) -> builtins.list[LockInfo]:
+        pattern = "".join("\\" + c if c in "*?[]\\" else c for c in self.prefix) + "*"
+        with self._guard():
+            names = sorted(set(self._client.scan_iter(match=pattern, count=500)))
+            values = self._client.mget(names) if names else []
+        return [_decode(n[len(self.prefix) :], v) for n, v in zip(names, values, strict=True) if v is not None]
+
+    def break_(self, key: str) -> LockInfo | None:
+        with self._guard():
+            raw = self._client.getdel(self.prefix + key)
+        return None if raw is None else _decode(key, raw)
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def unlock_command(key: str) -> str:
+    """The command that breaks the lock ``key`` (as made by :func:`lock_key`)."""
+    kind, _, rest = key.partition("/")
+    service, _, env = rest.rpartition("@")
+    return f"opsctl --env {env} unlock {kind} {service}" if service and env else f"opsctl unlock {key}"
+
+
+class LockHeldError(RefusedError):
+    """Someone else holds the lock (exit 3); ``holder`` says who."""
+
+    def __init__(self, holder: LockInfo) -> None:
+        super().__init__(
+            f"{holder.key} is locked by {holder.user}@{holder.host} (pid {holder.pid}, running '{holder.command}')"
+            f" since {isoformat(holder.acquired_at)}",
+            hint=f"wait for it to finish, or if that process is gone, run '{unlock_command(holder.key)}'"
+            f" or wait until the lease expires at {isoformat(holder.expires_at)}",
+        )
+        self.holder = holder
+
+
+def _current_user() -> str:
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no login name and no passwd entry (containers)
+        return f"uid{os.getuid()}" if hasattr(os, "getuid") else "unknown"
+
+
+class Lock:
+    """A held lease on ``key``; use as a context manager (see :func:`hold`)."""
+
+    def __init__(
+        self,
+        backend: LockBackend,
+        key: str,
+        *,
+        command: str,
+        ttl: timedelta,
+        clock: Clock = utcnow,
+        user: str | None = None,
+        host: str | None = None,
+        pid: int | None = None,
+    ) -> None:
+        if ttl <= timedelta(0):
+            raise ValueError("a lock ttl must be positive")
+        self.backend, self.key, self.command, self.ttl, self.clock = backend, key, command, ttl, clock
+        self.user = user or _current_user()
+        self.host = host or socket.gethostname()
+        self.pid = os.getpid() if pid is None else pid
+        self.token = secrets.token_hex(16)
+        self.info: LockInfo | None = None
+        self.lost = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def acquire(self) -> LockInfo:
+        """Take the lock and start renewing it, or raise :class:`LockHeldError` naming the holder."""
+        if self.info is not None:
+            raise RuntimeError(f"{self.key} is already held by this Lock")
+        now = self.clock()
+        info = LockInfo(self.key, self.token, self.user, self.host, self.pid, self.command, now, now + self.ttl)
+        holder = self.backend.acquire(info)
+        if holder is not None:
+            raise LockHeldError(holder)
+        self.info, self.lost = info, False
+        self._stop.clear()
+        self._thread = threading.Thread(
+            target=self._renew_loop, args=(info.expires_at,), name=f"opsctl-lock:{self.key}", daemon=True
+        )
+        self._thread.start()
+        return info
+
+    def _renew_loop(self, deadline: datetime) -> None:
+        while not self._stop.wait(self.ttl.total_seconds() / 3):
+            now = self.clock()
+            try:
+                renewed = self.backend.renew(self.key, self.token, self.ttl, now)
+            except Exception as exc:  # a blip: keep trying while the lease still runs
+                if now < deadline:
+                    log.warning("could not renew the lock %s, retrying: %s", self.key, exc)
+                    continue
+                renewed = False
+            if renewed:
+                deadline = now + self.ttl
+                continue
+            self.lost = True
+            log.warning("lost the lock %s: its lease expired or it was broken; another opsctl may take it", self.key)
+            return
+
+    def release(self) -> None:
+        """Stop renewing and give the lock back (only if still ours)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self.info is None:
+            return
+        self.info = None
+        if self.lost:
+            return
+        try:
+            if not self.backend.release(self.key, self.token):
+                log.warning("the lock %s was no longer ours when releasing it", self.key)
+        except Exception as exc:  # never mask the command's own outcome; the lease will expire
+            log.warning("could not release the lock %s (it expires by itself): %s", self.key, exc)
+
+    def __enter__(self) -> Lock:
+        self.acquire()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.release()
+
+
+def hold(
+    backend: LockBackend,
+    key: str,
+    *,
+    command: str,
+    ttl: timedelta,
+    clock: Clock = utcnow,
+    user: str | None = None,
+    host: str | None = None,
+    pid: int | None = None,
+) -> Lock:
+    """``with hold(backend, lock_key("deploy", "api", "production"), command="deploy canary", ttl=…):``"""
+    return Lock(backend, key, command=command, ttl=ttl, clock=clock, user=user, host=host, pid=pid)

@@ -1,0 +1,319 @@
+"""The embedded state store: one SQLite file in WAL mode, shared safely by several processes.
+
+Every write runs in ``BEGIN IMMEDIATE`` (the database write lock is taken up
+front, waiting up to the busy timeout), so a lock acquisition is one atomic
+check-and-set across processes.  Instants are stored as fixed-width UTC text
+(``2026-11-26T10:00:00.000000Z``), which sorts and compares correctly as text.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from opsctl.errors import UpstreamError, UsageError
+from opsctl.state import schema
+from opsctl.state.base import AuditRecord, ConflictError, Event, LockInfo, Record, Store
+
+_TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+def _utc(moment: datetime) -> datetime:
+    """Aware UTC; a naive datetime is taken to be UTC already."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _ts(moment: datetime) -> str:
+    return _utc(moment).strftime(_TS_FORMAT)
+
+
+def _dt(text: str) -> datetime:
+    return datetime.strptime(text, _TS_FORMAT).replace(tzinfo=UTC)
+
+
+def _json_default(value: object) -> str:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def _dumps(data: dict[str, Any]) -> str:
+    return json.dumps(data, default=_json_default, separators=(",", ":"))
+
+
+class SQLiteStore(Store):
+    backend = "sqlite"
+    SCHEMA_VERSION = schema.LATEST_VERSION
+
+    def __init__(self, path: Path, *, busy_timeout: float = 10.0, upgrade_to: int | None = None) -> None:
+        """Open (creating if needed) the store at ``path`` and upgrade its schema.
+
+        ``upgrade_to`` stops the upgrade at an older version (for tests and tooling).
+        """
+        self.path = Path(path).expanduser()
+        self.location = str(self.path)
+        self._mutex = threading.RLock()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            if not self.path.exists():  # audit rows can be sensitive: owner-only from the start
+                os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+            self._db = sqlite3.connect(
+                self.location, timeout=busy_timeout, isolation_level=None, check_same_thread=False
+            )
+            self._db.row_factory = sqlite3.Row
+            self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.execute("PRAGMA synchronous = NORMAL")
+        except (OSError, sqlite3.Error) as exc:
+            raise UsageError(
+                f"cannot open the state store at {self.location}: {exc}",
+                hint="check that the directory is writable, or point OPSCTL_STATE_DIR elsewhere",
+            ) from exc
+        self._migrate(upgrade_to)
+
+    # ------------------------------------------------------------ plumbing
+    def _execute(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        return [tuple(row) for row in self._db.execute(sql, tuple(params)).fetchall()]
+
+    def _failed(self, exc: sqlite3.Error) -> UpstreamError:
+        return UpstreamError(
+            f"state store at {self.location} failed: {exc}",
+            hint="another opsctl may hold the database for long; retry, or check the disk",
+        )
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction holding the database write lock from its first statement."""
+        with self._mutex:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                raise self._failed(exc) from exc
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            try:
+                self._db.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                self._db.execute("ROLLBACK")
+                raise self._failed(exc) from exc
+
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        with self._mutex:
+            try:
+                return self._db.execute(sql, tuple(params)).fetchall()
+            except sqlite3.OperationalError as exc:
+                raise self._failed(exc) from exc
+
+    def _migrate(self, target: int | None) -> None:
+        current = self.schema_version()
+        schema.check_version(current, self.location)
+        if current >= (schema.LATEST_VERSION if target is None else target) and current > 0:
+            return
+        with self._tx():
+            schema.upgrade(self._execute, "sqlite", self.location, target)
+
+    def schema_version(self) -> int:
+        with self._mutex:
+            exists = self._read("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (schema.META_TABLE,))
+            return schema.read_version(self._execute) if exists else 0
+
+    def close(self) -> None:
+        with self._mutex:
+            self._db.close()
+
+    # --------------------------------------------------------------- audit
+    def add_audit(self, record: AuditRecord) -> int:
+        with self._tx() as db:
+            cursor = db.execute(
+                "INSERT INTO audit (at, username, host, command, service, env, args, outcome, dry_run,"
+                " trace_id, exit_code, message) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    _ts(record.at), record.user, record.host, record.command, record.service, record.env,
+                    _dumps(record.args), record.outcome, int(record.dry_run), record.trace_id,
+                    record.exit_code, record.message,
+                ),
+            )  # fmt: skip
+            return int(cursor.lastrowid or 0)
+
+    def list_audit(
+        self, *, service: str | None = None, since: datetime | None = None, limit: int | None = None
+    ) -> list[AuditRecord]:
+        where, params = ["1 = 1"], []
+        if service is not None:
+            where.append("service = ?")
+            params.append(service)
+        if since is not None:
+            where.append("at >= ?")
+            params.append(_ts(since))
+        sql = f"SELECT * FROM audit WHERE {' AND '.join(where)} ORDER BY at DESC, id DESC"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        rows = self._read(sql, params)
+        return [
+            AuditRecord(
+                at=_dt(r["at"]), user=r["username"], host=r["host"], command=r["command"], service=r["service"],
+                env=r["env"], args=json.loads(r["args"]), outcome=r["outcome"], dry_run=bool(r["dry_run"]),
+                trace_id=r["trace_id"], exit_code=r["exit_code"], message=r["message"], id=r["id"],
+            )
+            for r in reversed(rows)
+        ]  # fmt: skip
+
+    # --------------------------------------------------------------- locks
+    @staticmethod
+    def _lock(row: sqlite3.Row) -> LockInfo:
+        return LockInfo(
+            key=row["key"], token=row["token"], user=row["username"], host=row["host"], pid=row["pid"],
+            command=row["command"], acquired_at=_dt(row["acquired_at"]), expires_at=_dt(row["expires_at"]),
+        )  # fmt: skip
+
+    def acquire_lock(self, info: LockInfo) -> LockInfo | None:
+        with self._tx() as db:
+            row = db.execute("SELECT * FROM locks WHERE key = ?", (info.key,)).fetchone()
+            if row is not None and row["token"] != info.token and row["expires_at"] > _ts(info.acquired_at):
+                return self._lock(row)
+            db.execute(
+                "INSERT INTO locks (key, token, username, host, pid, command, acquired_at, expires_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET token = excluded.token,"
+                " username = excluded.username, host = excluded.host, pid = excluded.pid,"
+                " command = excluded.command, acquired_at = excluded.acquired_at, expires_at = excluded.expires_at",
+                (
+                    info.key, info.token, info.user, info.host, info.pid, info.command,
+                    _ts(info.acquired_at), _ts(info.expires_at),
+                ),
+            )  # fmt: skip
+        return None
+
+    def renew_lock(self, key: str, token: str, ttl: timedelta, now: datetime) -> bool:
+        with self._tx() as db:
+            cursor = db.execute(
+                "UPDATE locks SET expires_at = ? WHERE key = ? AND token = ? AND expires_at > ?",
+                (_ts(now + ttl), key, token, _ts(now)),
+            )
+            return cursor.rowcount > 0
+
+    def release_lock(self, key: str, token: str) -> bool:
+        with self._tx() as db:
+            return db.execute("DELETE FROM locks WHERE key = ? AND token = ?", (key, token)).rowcount > 0
+
+    def get_lock(self, key: str, now: datetime) -> LockInfo | None:
+        rows = self._read("SELECT * FROM locks WHERE key = ? AND expires_at > ?", (key, _ts(now)))
+        return self._lock(rows[0]) if rows else None
+
+    def list_locks(self, now: datetime) -> list[LockInfo]:
+        return [self._lock(r) for r in self._read("SELECT * FROM locks WHERE expires_at > ? ORDER BY key", (_ts(now),))]
+
+    def break_lock(self, key: str) -> LockInfo | None:
+        with self._tx() as db:
+            row = db.execute("DELETE FROM locks WHERE key = ? RETURNING *", (key,)).fetchone()
+        return self._lock(row) if row is not None else None
+
+    # ------------------------------------------------------------- records
+    @staticmethod
+    def _record(row: sqlite3.Row) -> Record:
+        return Record(
+            kind=row["kind"], id=row["id"], service=row["service"], status=row["status"],
+            data=json.loads(row["data"]), key=row["key"], version=row["version"],
+            created_at=_dt(row["created_at"]), updated_at=_dt(row["updated_at"]),
+        )  # fmt: skip
+
+    def create_record(self, record: Record) -> Record:
+        now = datetime.now(UTC)
+        created = _utc(record.created_at or now)
+        updated = _utc(record.updated_at or created)
+        try:
+            with self._tx() as db:
+                db.execute(
+                    "INSERT INTO records (kind, id, key, service, status, data, version, created_at, updated_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        record.kind, record.id, record.key, record.service, record.status, _dumps(record.data),
+                        record.version, _ts(created), _ts(updated),
+                    ),
+                )  # fmt: skip
+        except sqlite3.IntegrityError as exc:
+            raise ConflictError(f"{record.kind} {record.id} already exists") from exc
+        return replace(record, created_at=created, updated_at=updated)
+
+    def get_record(self, kind: str, id: str) -> Record | None:
+        rows = self._read("SELECT * FROM records WHERE kind = ? AND id = ?", (kind, id))
+        return self._record(rows[0]) if rows else None
+
+    def find_records(
+        self,
+        kind: str,
+        *,
+        service: str | None = None,
+        key: str | None = None,
+        statuses: list[str] | None = None,
+        limit: int | None = None,
+    ) -> list[Record]:
+        where, params = ["kind = ?"], [kind]
+        if service is not None:
+            where.append("service = ?")
+            params.append(service)
+        if key is not None:
+            where.append("key = ?")
+            params.append(key)
+        if statuses is not None:
+            if not statuses:
+                return []
+            where.append(f"status IN ({', '.join('?' for _ in statuses)})")
+            params.extend(statuses)
+        sql = f"SELECT * FROM records WHERE {' AND '.join(where)} ORDER BY created_at, id"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return [self._record(r) for r in self._read(sql, params)]
+
+    def update_record(self, record: Record) -> Record:
+        now = datetime.now(UTC)
+        found = None
+        with self._tx() as db:
+            row = db.execute(
+                "UPDATE records SET key = ?, service = ?, status = ?, data = ?, version = version + 1,"
+                " updated_at = ? WHERE kind = ? AND id = ? AND version = ? RETURNING version, created_at",
+                (
+                    record.key, record.service, record.status, _dumps(record.data), _ts(now),
+                    record.kind, record.id, record.version,
+                ),
+            ).fetchone()  # fmt: skip
+            if row is None:
+                found = db.execute(
+                    "SELECT version FROM records WHERE kind = ? AND id = ?", (record.kind, record.id)
+                ).fetchone()
+        if row is None:
+            if found is None:
+                raise ConflictError(f"{record.kind} {record.id} does not exist")
+            raise ConflictError(
+                f"{record.kind} {record.id} changed since it was read (version {record.version}, now {found[0]})"
+            )
+        return replace(record, version=row["version"], created_at=_dt(row["created_at"]), updated_at=now)
+
+    def add_event(self, event: Event) -> Event:
+        at = _utc(event.at)
+        with self._tx() as db:
+            cursor = db.execute(
+                "INSERT INTO events (kind, record_id, at, author, type, data) VALUES (?, ?, ?, ?, ?, ?)",
+                (event.kind, event.record_id, _ts(at), event.author, event.type, _dumps(event.data)),
+            )
+            return replace(event, at=at, seq=int(cursor.lastrowid or 0))
+
+    def list_events(self, kind: str, record_id: str) -> list[Event]:
+        rows = self._read("SELECT * FROM events WHERE kind = ? AND record_id = ? ORDER BY seq", (kind, record_id))
+        return [
+            Event(
+                kind=r["kind"], record_id=r["record_id"], at=_dt(r["at"]), author=r["author"], type=r["type"],
+                data=json.loads(r["data"]), seq=r["seq"],
+            )
+            for r in rows
+        ]  # fmt: skip

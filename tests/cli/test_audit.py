@@ -1,0 +1,112 @@
+"""`opsctl audit`, `locks` and `unlock` on both state backends, through the real entry point."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+HOLDER = textwrap.dedent(
+    """
+    import sys, time
+    from datetime import timedelta
+    from opsctl.context import Context
+    from opsctl.state.locks import hold, lock_key
+    ctx = Context(config_path=sys.argv[1])
+    with hold(ctx.locks, lock_key("deploy", "auth", "production"), command="deploy canary auth", ttl=timedelta(seconds=30)):
+        print("held", flush=True)
+        time.sleep(60)
+    """
+)
+
+
+def start_holder(config):
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(config)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def test_lock_is_shown_refused_broken_and_every_attempt_audited(opsctl, state_config):
+    cfg = ("-c", str(state_config))
+    holder = start_holder(state_config)
+    try:
+        locks = opsctl(*cfg, "-o", "json", "locks").json()
+        assert [(lk["key"], lk["command"], lk["pid"]) for lk in locks] == [
+            ("deploy/auth@production", "deploy canary auth", holder.pid)
+        ]
+
+        refused = opsctl(*cfg, "unlock", "deploy", "auth")  # no terminal, no --yes
+        assert refused.code == 3, refused.stderr
+        assert "confirmation needed" in refused.stderr and "--yes" in refused.stderr
+
+        dry = opsctl(*cfg, "--dry-run", "-o", "json", "unlock", "deploy", "auth")
+        assert dry.code == 0, dry.stderr
+        assert dry.json()["broken"] is False
+        assert len(opsctl(*cfg, "-o", "json", "locks").json()) == 1
+
+        done = opsctl(*cfg, "--yes", "-o", "json", "unlock", "deploy", "auth")
+        assert done.code == 0, done.stderr
+        assert done.json()["broken"] is True and done.json()["holder"]["pid"] == holder.pid
+        assert opsctl(*cfg, "-o", "json", "locks").json() == []
+
+        again = opsctl(*cfg, "--yes", "unlock", "deploy", "auth")
+        assert again.code == 3 and "is not locked" in again.stderr
+    finally:
+        holder.kill()
+        holder.wait()
+
+    entries = opsctl(*cfg, "-o", "json", "audit", "--service", "auth").json()
+    assert [(e["command"], e["outcome"], e["dry_run"]) for e in entries] == [
+        ("unlock", "refused", False),
+        ("unlock", "ok", True),
+        ("unlock", "ok", False),
+        ("unlock", "refused", False),
+    ]
+    for entry in entries:
+        assert entry["user"] and entry["host"] and len(entry["trace_id"]) == 32
+        assert entry["args"] == {"kind": "deploy", "service": "auth"} and entry["env"] == "production"
+    assert entries[0]["exit_code"] == 3
+    assert "broke lock held by" in entries[2]["message"]
+    assert len({e["trace_id"] for e in entries}) == 4  # one trace per invocation
+
+    assert opsctl(*cfg, "-o", "json", "audit", "--service", "billing").json() == []
+    table = opsctl(*cfg, "audit")
+    assert table.code == 0 and "unlock" in table.stdout and "refused" in table.stdout
+
+
+def test_audit_since_filter_and_bad_since(opsctl, state_config):
+    cfg = ("-c", str(state_config))
+    refused = opsctl(*cfg, "--dry-run", "unlock", "deploy", "auth")
+    assert refused.code == 3 and "is not locked" in refused.stderr
+    entries = opsctl(*cfg, "-o", "json", "audit", "--since", "1h").json()
+    assert [(e["outcome"], e["dry_run"], e["message"]) for e in entries] == [
+        ("refused", True, "deploy/auth@production is not locked")
+    ]
+    future = opsctl(*cfg, "-o", "json", "audit", "--since", "2099-01-01T00:00:00Z").json()
+    assert future == []
+    bad = opsctl(*cfg, "audit", "--since", "yesterday-ish")
+    assert bad.code == 2 and "--since: bad time" in bad.stderr
+
+
+def test_lock_held_refuses_with_who_and_since(state_config):
+    from datetime import timedelta
+
+    import pytest
+
+    from opsctl.context import Context
+    from opsctl.state.locks import LockHeldError, hold, lock_key
+
+    holder = start_holder(state_config)
+    ctx = Context(config_path=str(state_config))
+    try:
+        with (
+            pytest.raises(LockHeldError) as info,
+            hold(ctx.locks, lock_key("deploy", "auth", "production"), command="x", ttl=timedelta(seconds=5)),
+        ):
+            pass
+        assert info.value.exit_code == 3
+        assert f"pid {holder.pid}" in info.value.message and "running 'deploy canary auth'" in info.value.message
+    finally:
+        ctx.close()
+        holder.kill()
+        holder.wait()
