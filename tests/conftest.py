@@ -37,3 +37,52 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture
 def example_config() -> Path:
     return EXAMPLE
+
+
+@pytest.fixture(scope="session")
+def pd_tls(tmp_path_factory: pytest.TempPathFactory):
+    """A throwaway CA and server certificate for the PagerDuty fake (one per session)."""
+    from tests.fakes.tls import make_tls_material
+
+    return make_tls_material(tmp_path_factory.mktemp("pd-tls"))
+
+
+@pytest.fixture
+def pd(pd_tls):
+    """The stateful PagerDuty REST fake over real HTTPS on loopback."""
+    from tests.fakes.pagerduty import PagerDutyFake
+
+    with PagerDutyFake(tls=pd_tls) as fake:
+        yield fake
+
+
+class FakeClock:
+    """An injected clock: ``clock()`` is now; ``advance(minutes=5)`` moves it."""
+
+    def __init__(self, start):
+        self.now = start
+
+    def __call__(self):
+        return self.now
+
+    def advance(self, **delta):
+        from datetime import timedelta
+
+        self.now = self.now + timedelta(**delta)
+        return self.now
+
+
+def pagerduty_config(example_text: str, pd, token_file: Path, timeout: str = "4s") -> str:
+    """The example config pointed at the fake: token from a file, its base URL and CA bundle."""
+    token_file.write_text(pd.token + "\n")
+    block = (
+        "  pagerduty:\n"
+        f"    token: file:{token_file}\n"
+        "    from: oncall@example.com\n"
+        f"    base_url: {pd.base_url}\n"
+        f"    ca_bundle: {pd.ca_path}\n"
+        f"    timeout: {timeout}\n"
+    )
+    start = example_text.index("  pagerduty:\n")
+    end = example_text.index("  prometheus:\n")
+    return example_text[:start] + block + example_text[end:]

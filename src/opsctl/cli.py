@@ -78,9 +78,10 @@ def root(
 
 
 def _register() -> None:
-    from opsctl.commands import audit, completion, config, inventory
+    from opsctl.commands import audit, completion, config, incident, inventory
 
     app.add_typer(config.app, name="config", help="Check and show the configuration.")
+    app.add_typer(incident.app, name="incident", help="Declare and run incidents (PagerDuty or local).")
     inventory.register(app)
     audit.register(app)
     completion.register(app)

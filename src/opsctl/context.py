@@ -22,6 +22,7 @@ from opsctl.timeutil import Clock, utcnow
 
 if TYPE_CHECKING:
     from opsctl.configfile import Source
+    from opsctl.integrations.pagerduty import PagerDutyAdapter
     from opsctl.secrets import SecretResolver
     from opsctl.settings import Config, Service
     from opsctl.state.base import Store
@@ -127,6 +128,26 @@ class Context:
             return RedisLockBackend(url)
         return StoreLockBackend(self.store)
 
+    @cached_property
+    def pagerduty(self) -> PagerDutyAdapter | None:
+        """The PagerDuty client, or None when no token is configured (incidents stay local)."""
+        settings = self.settings.integrations.pagerduty
+        if not settings.token:
+            return None
+        if not settings.from_:
+            raise UsageError("integrations.pagerduty.from is not set", "set it to the email PagerDuty should act as")
+        from opsctl.integrations.pagerduty import PagerDutyAdapter
+
+        token = self.resolve(settings.token)
+        assert token is not None
+        return PagerDutyAdapter(
+            token=token,
+            from_email=settings.from_,
+            base_url=settings.base_url,
+            ca_bundle=settings.ca_bundle,
+            budget=settings.timeout.total_seconds(),
+        )
+
     # ------------------------------------------------------ confirmation
     def needs_confirmation(self, service: Service | None) -> bool:
         tier = service.tier if service is not None else -1
@@ -148,9 +169,10 @@ class Context:
             raise RefusedError("not confirmed; nothing was changed")
 
     def close(self) -> None:
-        store = self.__dict__.get("store")
-        if store is not None:
-            store.close()
+        for name in ("pagerduty", "store"):
+            resource = self.__dict__.get(name)
+            if resource is not None:
+                resource.close()
 
 
 def environ_flag(name: str) -> bool:

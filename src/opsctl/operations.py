@@ -65,10 +65,11 @@ def mutation(
     args: dict[str, Any],
     lock: str | None = None,
     confirm: str | None = None,
+    env: str | None = None,
 ) -> Iterator[Operation]:
     from opsctl.context import audit_args
 
-    env = ctx.env
+    env = env or ctx.env
     op = Operation(command, service.name if service else None, env, ctx.dry_run)
     code, message = ExitCode.OK, ""
     try:

@@ -236,8 +236,46 @@ class ConfirmRule(Model):
     environments: list[str] | None = None
 
 
+class SeverityPolicy(Model):
+    """How one severity is handled: who is paged when, and which timers run."""
+
+    description: str = ""
+    urgency: Literal["high", "low", "none"]
+    page: Literal["always", "business_hours", "never"]
+    ack_within: Duration | None = Field(default=None, description="acknowledgement due after declaration")
+    update_every: Duration | None = Field(default=None, description="a status update due this often while open")
+    postmortem_within: Duration | None = Field(default=None, description="post-mortem due after resolution")
+
+
+def _default_severities() -> dict[int, SeverityPolicy]:
+    return {
+        1: SeverityPolicy(
+            description="total outage, data loss or security breach",
+            urgency="high",
+            page="always",
+            ack_within=timedelta(minutes=15),
+            update_every=timedelta(minutes=30),
+            postmortem_within=timedelta(hours=48),
+        ),
+        2: SeverityPolicy(
+            description="major feature broken or high latency",
+            urgency="high",
+            page="always",
+            ack_within=timedelta(minutes=15),
+            update_every=timedelta(minutes=30),
+            postmortem_within=timedelta(hours=48),
+        ),
+        3: SeverityPolicy(description="minor bug with a workaround", urgency="low", page="business_hours"),
+        4: SeverityPolicy(description="cosmetic: a ticket, nobody is paged", urgency="none", page="never"),
+    }
+
+
 class Policy(Model):
     business_hours: BusinessHours = BusinessHours()
+    severities: dict[int, SeverityPolicy] = Field(
+        default_factory=_default_severities,
+        description="incident handling per severity (1-4); a partial entry is merged over the default",
+    )
     confirm: list[ConfirmRule] = Field(
         default_factory=lambda: [ConfirmRule(environments=["production"]), ConfirmRule(tiers=[0])]
     )
@@ -245,6 +283,25 @@ class Policy(Model):
         default="warn", description="what to do with env:NAME secret references"
     )
     lock_ttl: Duration = Field(default=timedelta(seconds=60), description="lock lease, renewed while held")
+
+    @field_validator("severities", mode="before")
+    @classmethod
+    def _merge_severities(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        merged: dict[Any, Any] = {}
+        defaults = _default_severities()
+        for key, given in value.items():
+            try:
+                number = int(key)
+            except (TypeError, ValueError):
+                merged[key] = given
+                continue
+            if number not in defaults:
+                raise ValueError(f"severity {key} does not exist: severities are 1-4")
+            base = defaults[number].model_dump()
+            merged[number] = {**base, **given} if isinstance(given, dict) else given
+        return {**{n: p.model_dump() for n, p in defaults.items()}, **merged}
 
     def needs_confirmation(self, tier: int, env: str) -> bool:
         for rule in self.confirm:

@@ -1,0 +1,1 @@
+"""Incidents: declare, acknowledge, update, resolve, post-mortem — on PagerDuty or locally."""
