@@ -180,7 +180,7 @@ def sync(ctx: typer.Context) -> None:
 
     c = context(ctx)
     outcomes = engine.sync(c)
-    c.output.data([o.incident.to_dict() for o in outcomes], columns=_COLUMNS[:5] + [_COLUMNS[7]])
+    c.output.data([o.incident.to_dict() for o in outcomes], columns=[*_COLUMNS[:5], _COLUMNS[7]])
 
 
 @app.command("watch")

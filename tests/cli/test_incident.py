@@ -110,7 +110,7 @@ def test_watch_exits_cleanly_on_ctrl_c(opsctl, isolated):
     )
     time.sleep(2.0)
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=10)
+    _out, err = proc.communicate(timeout=10)
     assert proc.returncode == 0, err
     assert "watch me" in err and "open incidents: 1" in err
     assert "Traceback" not in err and "KeyboardInterrupt" not in err
