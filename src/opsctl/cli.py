@@ -100,7 +100,7 @@ def run(argv: list[str]) -> int:
 
     debug = os.environ.get("OPSCTL_DEBUG", "") not in ("", "0")
     if "_OPSCTL_COMPLETE" in os.environ:
-        from typer.completion import completion_init
+        from typer._completion_classes import completion_init
 
         completion_init()
     command = typer.main.get_command(app)

@@ -216,7 +216,8 @@ class Integrations(Model):
 
 # -------------------------------------------------------------------- policy
 
-_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+_WORKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri")
 _HHMM = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
 
 
@@ -224,9 +225,7 @@ class BusinessHours(Model):
     timezone: TimeZone = "UTC"
     start: str = Field(default="09:00", pattern=_HHMM)
     end: str = Field(default="17:00", pattern=_HHMM)
-    days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = Field(
-        default_factory=lambda: ["mon", "tue", "wed", "thu", "fri"]
-    )
+    days: list[Weekday] = Field(default_factory=lambda: list(_WORKDAYS))
 
 
 class ConfirmRule(Model):

@@ -48,7 +48,7 @@ def format_duration(delta: timedelta) -> str:
     sign = "-" if seconds < 0 else ""
     seconds = abs(seconds)
     parts = []
-    units = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
+    units: tuple[tuple[str, int], ...] = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
     if seconds < 2 * 86400 or seconds % 86400:  # 24h reads better than 1d; 36h better than 1d12h
         units = units[1:]
     for unit, size in units:

@@ -74,7 +74,7 @@ def declare(
             op.note(f"{incident.id} already open with this key; nobody paged twice")
             outcome = Outcome(incident, created=False, notices=[f"{incident.id} is already open: nobody was paged twice"])
             if incident.delivery == "pending":
-                outcome.planned = _deliver(ctx, incident)
+                outcome.planned = deliver(ctx, incident)
             return outcome
         now = ctx.clock()
         rule = ctx.settings.policy.severities[sev]
@@ -104,13 +104,13 @@ def declare(
         op.note(f"{incident.id} {incident.page_reason}")
         outcome = Outcome(incident)
         if ctx.dry_run:
-            outcome.planned = _deliver(ctx, incident) if to_pagerduty else []
+            outcome.planned = deliver(ctx, incident) if to_pagerduty else []
             return outcome
         ctx.store.create_record(incident.to_record())
         incident.version = 1
         event(ctx, incident, "declared", sev=sev, title=incident.title, commander=commander)
         if to_pagerduty:
-            _deliver(ctx, incident)
+            deliver(ctx, incident)
         else:
             event(ctx, incident, "recorded", reason=incident.page_reason)
         return outcome
@@ -124,9 +124,9 @@ def _reason(decision: str, has_token: bool, has_service: bool) -> str:
     return decision
 
 
-def _deliver(ctx: Context, incident: Incident) -> list[PlannedCall]:
+def deliver(ctx: Context, incident: Incident) -> list[PlannedCall]:
     """Create the incident at PagerDuty (idempotent by key); on failure keep it pending and raise."""
-    pagerduty = _client(ctx)
+    pagerduty = pagerduty_client(ctx)
     service = ctx.service(incident.service)
     assert service.pagerduty is not None
     args: dict[str, Any] = {
@@ -139,7 +139,8 @@ def _deliver(ctx: Context, incident: Incident) -> list[PlannedCall]:
         "priority_name": f"P{incident.sev}",
     }
     if ctx.dry_run:
-        return pagerduty.plan_create(**args)
+        planned: list[PlannedCall] = pagerduty.plan_create(**args)
+        return planned
     try:
         created = pagerduty.create_incident(**args)
     except UpstreamError as exc:
@@ -154,7 +155,7 @@ def _deliver(ctx: Context, incident: Incident) -> list[PlannedCall]:
     return []
 
 
-def _client(ctx: Context) -> PagerDutyAdapter:
+def pagerduty_client(ctx: Context) -> PagerDutyAdapter:
     client = ctx.pagerduty
     if client is None:
         raise UsageError("this incident lives at PagerDuty but no PagerDuty token is configured", "set integrations.pagerduty.token")
@@ -171,5 +172,5 @@ def sync(ctx: Context) -> list[Outcome]:
         service = ctx.service(incident.service)
         args = {"id": incident.id}
         with mutation(ctx, "incident sync", service=service, args=args, lock="incident", env=incident.env):
-            outcomes.append(Outcome(incident, created=False, planned=_deliver(ctx, incident)))
+            outcomes.append(Outcome(incident, created=False, planned=deliver(ctx, incident)))
     return outcomes

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from opsctl.errors import RefusedError, UsageError
-from opsctl.incidents.engine import Outcome, _client, _deliver, event, save
+from opsctl.incidents.engine import Outcome, deliver, event, pagerduty_client, save
 from opsctl.incidents.model import KIND, UPDATE_STATUSES, Incident
 from opsctl.incidents.policy import due
 from opsctl.operations import mutation
@@ -30,7 +30,7 @@ def _at_pagerduty(ctx: Context, incident: Incident) -> bool:
     if incident.backend != "pagerduty":
         return False
     if incident.delivery == "pending" and not ctx.dry_run:
-        _deliver(ctx, incident)
+        deliver(ctx, incident)
     return True
 
 
@@ -45,7 +45,7 @@ def acknowledge(ctx: Context, incident_id: str) -> Outcome:
             return Outcome(incident, created=False, notices=[f"{incident.id} was already acknowledged"])
         outcome = Outcome(incident, created=False)
         if _at_pagerduty(ctx, incident):
-            client = _client(ctx)
+            client = pagerduty_client(ctx)
             if ctx.dry_run:
                 outcome.planned = client.plan_acknowledge(incident.pagerduty_id or "<pending>")
             else:
@@ -71,7 +71,7 @@ def update(ctx: Context, incident_id: str, *, message: str, status: str | None) 
         outcome = Outcome(incident, created=False)
         text = f"[{status}] {message}" if status else message
         if _at_pagerduty(ctx, incident):
-            client = _client(ctx)
+            client = pagerduty_client(ctx)
             if ctx.dry_run:
                 outcome.planned = client.plan_update(incident.pagerduty_id or "<pending>", text)
             else:
@@ -96,7 +96,7 @@ def resolve(ctx: Context, incident_id: str, *, resolution: str | None) -> Outcom
             return Outcome(incident, created=False, notices=[f"{incident.id} was already resolved"])
         outcome = Outcome(incident, created=False)
         if _at_pagerduty(ctx, incident):
-            client = _client(ctx)
+            client = pagerduty_client(ctx)
             if ctx.dry_run:
                 outcome.planned = client.plan_resolve(incident.pagerduty_id or "<pending>", resolution)
             else:

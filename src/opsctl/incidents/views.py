@@ -144,8 +144,12 @@ def _span(start: datetime, end: datetime | None) -> str:
 
 
 def _describe(entry: dict[str, Any]) -> str:
+    return _event_text(entry).replace("|", "\\|").replace("\n", " ")
+
+
+def _event_text(entry: dict[str, Any]) -> str:
     data = entry.get("data") or {}
-    kind = entry["event"]
+    kind = str(entry["event"])
     if kind == "declared":
         return f"declared SEV-{data.get('sev')}: {data.get('title')}"
     if kind == "paged":
