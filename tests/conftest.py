@@ -72,7 +72,7 @@ class FakeClock:
         return self.now
 
 
-def pagerduty_config(example_text: str, pd, token_file: Path, timeout: str = "4s") -> str:
+def pagerduty_config(example_text: str, pd, token_file: Path, timeout: str = "4s", request_timeout: str = "2s") -> str:
     """The example config pointed at the fake: token from a file, its base URL and CA bundle."""
     token_file.write_text(pd.token + "\n")
     block = (
@@ -82,6 +82,7 @@ def pagerduty_config(example_text: str, pd, token_file: Path, timeout: str = "4s
         f"    base_url: {pd.base_url}\n"
         f"    ca_bundle: {pd.ca_path}\n"
         f"    timeout: {timeout}\n"
+        f"    request_timeout: {request_timeout}\n"
     )
     start = example_text.index("  pagerduty:\n")
     end = example_text.index("  prometheus:\n")

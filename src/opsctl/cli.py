@@ -95,6 +95,47 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(run(sys.argv[1:] if argv is None else argv))
 
 
+_GLOBAL_FLAGS = {"--dry-run", "--yes", "-y", "--no-color"}
+_GLOBAL_VALUES = {"-o", "--output", "--env", "-e"}
+
+
+def hoist_global_options(argv: list[str]) -> list[str]:
+    """Let global options follow the subcommand too (``opsctl incident declare … --dry-run -o json``),
+    as they do in kubectl: they are moved in front of the first command word."""
+    takes_value = _GLOBAL_VALUES | {"-c", "--config", "--log-format"}
+    first, i = None, 0
+    while i < len(argv):
+        if argv[i] in takes_value:
+            i += 2
+            continue
+        if not argv[i].startswith("-"):
+            first = i
+            break
+        i += 1
+    if first is None:
+        return argv
+    moved: list[str] = []
+    rest: list[str] = []
+    tail = argv[first:]
+    i = 0
+    while i < len(tail):
+        arg = tail[i]
+        if arg == "--":
+            rest.extend(tail[i:])
+            break
+        if arg in _GLOBAL_FLAGS:
+            moved.append(arg)
+        elif arg in _GLOBAL_VALUES and i + 1 < len(tail):
+            moved.extend(tail[i : i + 2])
+            i += 1
+        elif "=" in arg and arg.split("=", 1)[0] in ("--output", "--env"):
+            moved.append(arg)
+        else:
+            rest.append(arg)
+        i += 1
+    return argv[:first] + moved + rest
+
+
 def run(argv: list[str]) -> int:
     from typer._click.exceptions import ClickException
 
@@ -105,7 +146,7 @@ def run(argv: list[str]) -> int:
         completion_init()
     command = typer.main.get_command(app)
     try:
-        command.main(args=argv, prog_name="opsctl", standalone_mode=False)
+        command.main(args=hoist_global_options(argv), prog_name="opsctl", standalone_mode=False)
     except typer.Exit as exc:
         return int(exc.exit_code)
     except ClickException as exc:

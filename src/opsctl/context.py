@@ -146,6 +146,7 @@ class Context:
             base_url=settings.base_url,
             ca_bundle=settings.ca_bundle,
             budget=settings.timeout.total_seconds(),
+            request_timeout=settings.request_timeout.total_seconds(),
         )
 
     # ------------------------------------------------------ confirmation

@@ -182,7 +182,8 @@ class PagerDutyIntegration(Model):
     from_: str | None = Field(default=None, alias="from", description="email sent in the From header")
     base_url: str = "https://api.pagerduty.com"
     ca_bundle: str | None = Field(default=None, description="CA bundle for a PagerDuty-compatible proxy")
-    timeout: Duration = Field(default=timedelta(seconds=30), description="total time budget per call")
+    timeout: Duration = Field(default=timedelta(seconds=30), description="total time budget per call, retries included")
+    request_timeout: Duration = Field(default=timedelta(seconds=10), description="time limit of one HTTP request")
 
 
 class PrometheusIntegration(Model):

@@ -57,3 +57,12 @@ def test_internal_errors_have_no_traceback_unless_debug(opsctl, tmp_path):
     result = opsctl("-c", str(tmp_path), "services")
     assert result.code == 2 and "cannot read config" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_global_options_may_follow_the_command(opsctl):
+    result = opsctl("services", "--tier", "0", "-o", "json")
+    assert result.code == 0, result.stderr
+    assert [s["name"] for s in result.json()] == ["auth", "billing"]
+    result = opsctl("incident", "declare", "auth", "--sev", "1", "--title", "x", "--dry-run", "--output=json")
+    assert result.code == 0, result.stderr
+    assert result.json()["dry_run"] is True

@@ -123,14 +123,18 @@ def test_declare_is_idempotent(world: World):
 
 
 def test_sev3_pages_only_in_business_hours(world: World):
-    inside = engine.declare(world.ctx(), "api", sev=3, title="typo in error page", details=None, commander=None).incident
+    # auth belongs to the identity team (Europe/Berlin, 09:00-18:00): 10:00 UTC is 11:00 there
+    inside = engine.declare(world.ctx(), "auth", sev=3, title="typo in error page", details=None, commander=None).incident
     assert inside.urgency == "low" and inside.paged is paged_expected(world)
     assert inside.ack_due_at is None and inside.next_update_due_at is None
-    world.clock.now = datetime(2026, 11, 26, 23, 0, tzinfo=UTC)  # 18:00 in New York (platform team): outside
+    # api belongs to the platform team (America/New_York, 09:00-17:00): 10:00 UTC is 05:00 there
     outside = engine.declare(world.ctx(), "api", sev=3, title="slow CSV export", details=None, commander=None).incident
     assert outside.urgency == "low" and outside.paged is False and outside.backend == "local"
     assert "outside business hours" in outside.page_reason
     assert len(world.pd_incidents()) == (1 if world.pd else 0)
+    world.clock.now = datetime(2026, 11, 26, 15, 0, tzinfo=UTC)  # 10:00 in New York, 16:00 in Berlin
+    later = engine.declare(world.ctx(), "api", sev=3, title="slow CSV export", details=None, commander=None)
+    assert later.created is False  # the same open incident: not paged late, not twice
 
 
 def test_sev4_is_a_ticket(world: World):
