@@ -181,3 +181,36 @@ def test_resolved_incidents_refuse_ack_and_update(world: World):
         lifecycle.update(world.ctx(), incident.id, message="late", status=None)
     again = lifecycle.resolve(world.ctx(), incident.id, resolution=None)
     assert "already resolved" in again.notices[0]
+
+
+def test_a_declaration_that_died_half_way_is_delivered_once(pd, tmp_path):
+    """PagerDuty created the incident but every answer was lost: opsctl keeps it pending locally;
+    the next declare finds it at PagerDuty by its key instead of paging again."""
+    config = tmp_path / "opsctl.yaml"
+    config.write_text(pagerduty_config(EXAMPLE.read_text(), pd, tmp_path / "token", timeout="3s", request_timeout="1s"))
+    world = World("pagerduty", pd, FakeClock(T0), config, tmp_path / "state")
+    pd.inject_status(502, method="POST", path="/incidents", process=True, times=1)
+    pd.inject_status(503, path="/incidents", times=100)  # then /incidents stays unreachable for this attempt
+    with pytest.raises(engine.NotPagedError) as info:
+        engine.declare(world.ctx(), "billing", sev=1, title="payments fail", details=None, commander=None)
+    assert info.value.exit_code == ExitCode.UPSTREAM
+    assert len(pd.incidents()) == 1  # it did reach PagerDuty
+    [pending] = views.list_incidents(world.ctx(), include_resolved=False, service="billing")
+    assert (pending["delivery"], pending["paged"]) == ("pending", False)
+
+    pd.clear_faults()
+    again = engine.declare(world.ctx(), "billing", sev=1, title="payments fail", details=None, commander=None)
+    assert again.created is False and again.incident.id == pending["id"]
+    assert again.incident.paged is True and again.incident.pagerduty_id == pd.incidents()[0]["id"]
+    assert len(pd.incidents()) == 1
+
+
+def test_audit_never_holds_secret_values(world: World, tmp_path):
+    from opsctl import redact
+
+    secret = "hunter2-super-secret"
+    redact.register(secret)
+    engine.declare(world.ctx(), "auth", sev=2, title=f"leaked {secret} in logs", details=secret, commander=None)
+    [entry] = world.ctx().store.list_audit()
+    text = repr(entry)
+    assert secret not in text and "***" in entry.args["title"]
