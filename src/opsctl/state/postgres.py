@@ -9,36 +9,22 @@ is one ``INSERT … ON CONFLICT DO UPDATE … WHERE <expired or ours>`` statemen
 from __future__ import annotations
 
 import hashlib
-import json
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from opsctl import redact as redaction
 from opsctl.errors import UpstreamError
 from opsctl.state import schema as migrations
+from opsctl.state import sql as shared
 from opsctl.state.base import AuditRecord, ConflictError, Event, LockInfo, Record, Store
 
 Row = dict[str, Any]
 _HINT = "check that PostgreSQL is running and reachable, and the state store URL in the config"
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-def _json_default(value: object) -> str:
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
-
-def _dumps(data: dict[str, Any]) -> str:
-    return json.dumps(data, default=_json_default, separators=(",", ":"))
 
 
 class PostgresStore(Store):
@@ -152,8 +138,8 @@ class PostgresStore(Store):
             "INSERT INTO audit (at, username, host, command, service, env, args, outcome, dry_run, trace_id,"
             " exit_code, message) VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s, %s, %s, %s) RETURNING id",
             (
-                _utc(record.at), record.user, record.host, record.command, record.service, record.env,
-                _dumps(record.args), record.outcome, record.dry_run, record.trace_id, record.exit_code,
+                shared.utc(record.at), record.user, record.host, record.command, record.service, record.env,
+                shared.dumps(record.args), record.outcome, record.dry_run, record.trace_id, record.exit_code,
                 record.message,
             ),
         )  # fmt: skip
@@ -162,20 +148,12 @@ class PostgresStore(Store):
     def list_audit(
         self, *, service: str | None = None, since: datetime | None = None, limit: int | None = None
     ) -> list[AuditRecord]:
-        where: list[str] = ["TRUE"]
-        params: list[Any] = []
-        if service is not None:
-            where.append("service = %s")
-            params.append(service)
-        if since is not None:
-            where.append("at >= %s")
-            params.append(_utc(since))
-        query = f"SELECT * FROM audit WHERE {' AND '.join(where)} ORDER BY at DESC, id DESC"
-        if limit is not None:
-            query += f" LIMIT {int(limit)}"
+        query, params = shared.audit_select(
+            "%s", service=service, since=None if since is None else shared.utc(since), limit=limit
+        )
         return [
             AuditRecord(
-                at=_utc(r["at"]), user=r["username"], host=r["host"], command=r["command"], service=r["service"],
+                at=shared.utc(r["at"]), user=r["username"], host=r["host"], command=r["command"], service=r["service"],
                 env=r["env"], args=r["args"], outcome=r["outcome"], dry_run=r["dry_run"], trace_id=r["trace_id"],
                 exit_code=r["exit_code"], message=r["message"], id=r["id"],
             )
@@ -187,7 +165,7 @@ class PostgresStore(Store):
     def _lock(r: Row) -> LockInfo:
         return LockInfo(
             key=r["key"], token=r["token"], user=r["username"], host=r["host"], pid=r["pid"],
-            command=r["command"], acquired_at=_utc(r["acquired_at"]), expires_at=_utc(r["expires_at"]),
+            command=r["command"], acquired_at=shared.utc(r["acquired_at"]), expires_at=shared.utc(r["expires_at"]),
         )  # fmt: skip
 
     def acquire_lock(self, info: LockInfo) -> LockInfo | None:
@@ -204,7 +182,7 @@ class PostgresStore(Store):
                     " WHERE locks.expires_at <= EXCLUDED.acquired_at OR locks.token = EXCLUDED.token RETURNING key",
                     (
                         info.key, info.token, info.user, info.host, info.pid, info.command,
-                        _utc(info.acquired_at), _utc(info.expires_at),
+                        shared.utc(info.acquired_at), shared.utc(info.expires_at),
                     ),
                 ).fetchone()  # fmt: skip
                 if taken is not None:
@@ -217,7 +195,7 @@ class PostgresStore(Store):
     def renew_lock(self, key: str, token: str, ttl: timedelta, now: datetime) -> bool:
         rows = self._rows(
             "UPDATE locks SET expires_at = %s WHERE key = %s AND token = %s AND expires_at > %s RETURNING key",
-            (_utc(now + ttl), key, token, _utc(now)),
+            (shared.utc(now + ttl), key, token, shared.utc(now)),
         )
         return bool(rows)
 
@@ -225,11 +203,11 @@ class PostgresStore(Store):
         return bool(self._rows("DELETE FROM locks WHERE key = %s AND token = %s RETURNING key", (key, token)))
 
     def get_lock(self, key: str, now: datetime) -> LockInfo | None:
-        rows = self._rows("SELECT * FROM locks WHERE key = %s AND expires_at > %s", (key, _utc(now)))
+        rows = self._rows("SELECT * FROM locks WHERE key = %s AND expires_at > %s", (key, shared.utc(now)))
         return self._lock(rows[0]) if rows else None
 
     def list_locks(self, now: datetime) -> list[LockInfo]:
-        rows = self._rows('SELECT * FROM locks WHERE expires_at > %s ORDER BY key COLLATE "C"', (_utc(now),))
+        rows = self._rows('SELECT * FROM locks WHERE expires_at > %s ORDER BY key COLLATE "C"', (shared.utc(now),))
         return [self._lock(r) for r in rows]
 
     def break_lock(self, key: str) -> LockInfo | None:
@@ -241,20 +219,20 @@ class PostgresStore(Store):
     def _record(r: Row) -> Record:
         return Record(
             kind=r["kind"], id=r["id"], service=r["service"], status=r["status"], data=r["data"], key=r["key"],
-            version=r["version"], created_at=_utc(r["created_at"]), updated_at=_utc(r["updated_at"]),
+            version=r["version"], created_at=shared.utc(r["created_at"]), updated_at=shared.utc(r["updated_at"]),
         )  # fmt: skip
 
     def create_record(self, record: Record) -> Record:
         from psycopg import errors
 
-        created = _utc(record.created_at or datetime.now(UTC))
-        updated = _utc(record.updated_at or created)
+        created = shared.utc(record.created_at or datetime.now(UTC))
+        updated = shared.utc(record.updated_at or created)
         try:
             self._rows(
                 "INSERT INTO records (kind, id, key, service, status, data, version, created_at, updated_at)"
                 " VALUES (%s, %s, %s, %s, %s, %s::jsonb, %s, %s, %s)",
                 (
-                    record.kind, record.id, record.key, record.service, record.status, _dumps(record.data),
+                    record.kind, record.id, record.key, record.service, record.status, shared.dumps(record.data),
                     record.version, created, updated,
                 ),
             )  # fmt: skip
@@ -275,22 +253,12 @@ class PostgresStore(Store):
         statuses: list[str] | None = None,
         limit: int | None = None,
     ) -> list[Record]:
-        where, params = ["kind = %s"], [kind]
-        if service is not None:
-            where.append("service = %s")
-            params.append(service)
-        if key is not None:
-            where.append("key = %s")
-            params.append(key)
-        if statuses is not None:
-            if not statuses:
-                return []
-            where.append(f"status IN ({', '.join('%s' for _ in statuses)})")
-            params.extend(statuses)
-        query = f'SELECT * FROM records WHERE {" AND ".join(where)} ORDER BY created_at, id COLLATE "C"'
-        if limit is not None:
-            query += f" LIMIT {int(limit)}"
-        return [self._record(r) for r in self._rows(query, params)]
+        found = shared.records_select(
+            "%s", kind, service=service, key=key, statuses=statuses, limit=limit, id_order='id COLLATE "C"'
+        )
+        if found is None:
+            return []
+        return [self._record(r) for r in self._rows(*found)]
 
     def update_record(self, record: Record) -> Record:
         now = datetime.now(UTC)
@@ -299,7 +267,7 @@ class PostgresStore(Store):
                 "UPDATE records SET key = %s, service = %s, status = %s, data = %s::jsonb, version = version + 1,"
                 " updated_at = %s WHERE kind = %s AND id = %s AND version = %s RETURNING version, created_at",
                 (
-                    record.key, record.service, record.status, _dumps(record.data), now,
+                    record.key, record.service, record.status, shared.dumps(record.data), now,
                     record.kind, record.id, record.version,
                 ),
             ).fetchone()  # fmt: skip
@@ -314,14 +282,14 @@ class PostgresStore(Store):
             raise ConflictError(
                 f"{record.kind} {record.id} changed since it was read (version {record.version}, now {found['version']})"
             )
-        return replace(record, version=row["version"], created_at=_utc(row["created_at"]), updated_at=now)
+        return replace(record, version=row["version"], created_at=shared.utc(row["created_at"]), updated_at=now)
 
     def add_event(self, event: Event) -> Event:
-        at = _utc(event.at)
+        at = shared.utc(event.at)
         rows = self._rows(
             "INSERT INTO events (kind, record_id, at, author, type, data) VALUES (%s, %s, %s, %s, %s, %s::jsonb)"
             " RETURNING seq",
-            (event.kind, event.record_id, at, event.author, event.type, _dumps(event.data)),
+            (event.kind, event.record_id, at, event.author, event.type, shared.dumps(event.data)),
         )
         return replace(event, at=at, seq=int(rows[0]["seq"]))
 
@@ -329,7 +297,7 @@ class PostgresStore(Store):
         rows = self._rows("SELECT * FROM events WHERE kind = %s AND record_id = %s ORDER BY seq", (kind, record_id))
         return [
             Event(
-                kind=r["kind"], record_id=r["record_id"], at=_utc(r["at"]), author=r["author"], type=r["type"],
+                kind=r["kind"], record_id=r["record_id"], at=shared.utc(r["at"]), author=r["author"], type=r["type"],
                 data=r["data"], seq=r["seq"],
             )
             for r in rows

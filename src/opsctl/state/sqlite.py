@@ -15,38 +15,24 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from opsctl.errors import UpstreamError, UsageError
 from opsctl.state import schema
+from opsctl.state import sql as shared
 from opsctl.state.base import AuditRecord, ConflictError, Event, LockInfo, Record, Store
 
 _TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
-def _utc(moment: datetime) -> datetime:
-    """Aware UTC; a naive datetime is taken to be UTC already."""
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
 def _ts(moment: datetime) -> str:
-    return _utc(moment).strftime(_TS_FORMAT)
+    return shared.utc(moment).strftime(_TS_FORMAT)
 
 
 def _dt(text: str) -> datetime:
     return datetime.strptime(text, _TS_FORMAT).replace(tzinfo=UTC)
-
-
-def _json_default(value: object) -> str:
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
-
-def _dumps(data: dict[str, Any]) -> str:
-    return json.dumps(data, default=_json_default, separators=(",", ":"))
 
 
 class SQLiteStore(Store):
@@ -140,7 +126,7 @@ class SQLiteStore(Store):
                 " trace_id, exit_code, message) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     _ts(record.at), record.user, record.host, record.command, record.service, record.env,
-                    _dumps(record.args), record.outcome, int(record.dry_run), record.trace_id,
+                    shared.dumps(record.args), record.outcome, int(record.dry_run), record.trace_id,
                     record.exit_code, record.message,
                 ),
             )  # fmt: skip
@@ -149,17 +135,10 @@ class SQLiteStore(Store):
     def list_audit(
         self, *, service: str | None = None, since: datetime | None = None, limit: int | None = None
     ) -> list[AuditRecord]:
-        where, params = ["1 = 1"], []
-        if service is not None:
-            where.append("service = ?")
-            params.append(service)
-        if since is not None:
-            where.append("at >= ?")
-            params.append(_ts(since))
-        sql = f"SELECT * FROM audit WHERE {' AND '.join(where)} ORDER BY at DESC, id DESC"
-        if limit is not None:
-            sql += f" LIMIT {int(limit)}"
-        rows = self._read(sql, params)
+        query, params = shared.audit_select(
+            "?", service=service, since=None if since is None else _ts(since), limit=limit
+        )
+        rows = self._read(query, params)
         return [
             AuditRecord(
                 at=_dt(r["at"]), user=r["username"], host=r["host"], command=r["command"], service=r["service"],
@@ -229,15 +208,15 @@ class SQLiteStore(Store):
 
     def create_record(self, record: Record) -> Record:
         now = datetime.now(UTC)
-        created = _utc(record.created_at or now)
-        updated = _utc(record.updated_at or created)
+        created = shared.utc(record.created_at or now)
+        updated = shared.utc(record.updated_at or created)
         try:
             with self._tx() as db:
                 db.execute(
                     "INSERT INTO records (kind, id, key, service, status, data, version, created_at, updated_at)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
-                        record.kind, record.id, record.key, record.service, record.status, _dumps(record.data),
+                        record.kind, record.id, record.key, record.service, record.status, shared.dumps(record.data),
                         record.version, _ts(created), _ts(updated),
                     ),
                 )  # fmt: skip
@@ -258,22 +237,12 @@ class SQLiteStore(Store):
         statuses: list[str] | None = None,
         limit: int | None = None,
     ) -> list[Record]:
-        where, params = ["kind = ?"], [kind]
-        if service is not None:
-            where.append("service = ?")
-            params.append(service)
-        if key is not None:
-            where.append("key = ?")
-            params.append(key)
-        if statuses is not None:
-            if not statuses:
-                return []
-            where.append(f"status IN ({', '.join('?' for _ in statuses)})")
-            params.extend(statuses)
-        sql = f"SELECT * FROM records WHERE {' AND '.join(where)} ORDER BY created_at, id"
-        if limit is not None:
-            sql += f" LIMIT {int(limit)}"
-        return [self._record(r) for r in self._read(sql, params)]
+        found = shared.records_select(
+            "?", kind, service=service, key=key, statuses=statuses, limit=limit, id_order="id"
+        )
+        if found is None:
+            return []
+        return [self._record(r) for r in self._read(*found)]
 
     def update_record(self, record: Record) -> Record:
         now = datetime.now(UTC)
@@ -283,7 +252,7 @@ class SQLiteStore(Store):
                 "UPDATE records SET key = ?, service = ?, status = ?, data = ?, version = version + 1,"
                 " updated_at = ? WHERE kind = ? AND id = ? AND version = ? RETURNING version, created_at",
                 (
-                    record.key, record.service, record.status, _dumps(record.data), _ts(now),
+                    record.key, record.service, record.status, shared.dumps(record.data), _ts(now),
                     record.kind, record.id, record.version,
                 ),
             ).fetchone()  # fmt: skip
@@ -300,11 +269,11 @@ class SQLiteStore(Store):
         return replace(record, version=row["version"], created_at=_dt(row["created_at"]), updated_at=now)
 
     def add_event(self, event: Event) -> Event:
-        at = _utc(event.at)
+        at = shared.utc(event.at)
         with self._tx() as db:
             cursor = db.execute(
                 "INSERT INTO events (kind, record_id, at, author, type, data) VALUES (?, ?, ?, ?, ?, ?)",
-                (event.kind, event.record_id, _ts(at), event.author, event.type, _dumps(event.data)),
+                (event.kind, event.record_id, _ts(at), event.author, event.type, shared.dumps(event.data)),
             )
             return replace(event, at=at, seq=int(cursor.lastrowid or 0))
 
