@@ -10,7 +10,6 @@ outcome: ok, failed, refused, usage, upstream, interrupted or error.
 
 from __future__ import annotations
 
-import getpass
 import logging
 import socket
 from collections.abc import Iterator
@@ -50,10 +49,10 @@ class Operation:
 
 
 def current_user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
+    """Who runs this: the login name (``uid N`` where there is none, as in some containers)."""
+    from opsctl.state.locks import current_user as login_name
+
+    return login_name()
 
 
 @contextmanager

@@ -228,7 +228,7 @@ class LockHeldError(RefusedError):
         self.holder = holder
 
 
-def _current_user() -> str:
+def current_user() -> str:
     try:
         return getpass.getuser()
     except (OSError, KeyError):  # no login name and no passwd entry (containers)
@@ -253,7 +253,7 @@ class Lock:
         if ttl <= timedelta(0):
             raise ValueError("a lock ttl must be positive")
         self.backend, self.key, self.command, self.ttl, self.clock = backend, key, command, ttl, clock
-        self.user = user or _current_user()
+        self.user = user or current_user()
         self.host = host or socket.gethostname()
         self.pid = os.getpid() if pid is None else pid
         self.token = secrets.token_hex(16)
