@@ -51,7 +51,7 @@ def test_unknown_environment_and_service():
         _ = make("qa").env
     with pytest.raises(UsageError, match="unknown service 'biling'") as info:
         make().service("biling")
-    assert info.value.hint == "did you mean billing?"
+    assert info.value.hint is not None and info.value.hint.startswith("did you mean billing")
 
 
 def test_nothing_heavy_is_built_until_asked(tmp_path):
