@@ -19,9 +19,17 @@ def validate(
 
     from opsctl.configfile import Source, load
 
+    from opsctl.errors import ConfigError
+
     c = context(ctx)
     source = Source(Path(path), "argument") if path else c.source
-    config = load(source)
+    try:
+        config = load(source)
+    except ConfigError as exc:
+        if c.output.format != "table":  # programs get the problems as data too
+            problems = [{"file": p.file, "line": p.line, "path": p.path, "message": p.message} for p in exc.problems]
+            c.output.data({"valid": False, "source": source.label, "problems": problems})
+        raise
     summary = {
         "valid": True,
         "source": source.label,

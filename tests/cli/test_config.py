@@ -150,3 +150,13 @@ def test_unknown_env(opsctl, example_config):
     result = opsctl("-c", str(example_config), "--env", "qa", "config", "show", "auth")
     assert result.code == 2
     assert "unknown environment 'qa'" in result.stderr
+
+
+def test_validate_json_lists_problems_as_data(opsctl, tmp_path):
+    path = write(tmp_path, "services:\n  - {name: a, tier: 9, owner: t, colour: red}\n")
+    result = opsctl("-o", "json", "config", "validate", str(path))
+    assert result.code == 2
+    data = result.json()
+    assert data["valid"] is False
+    assert [(p["line"], p["path"]) for p in data["problems"]] == [(2, "services.a.colour"), (2, "services.a.tier")]
+    assert f"{path}:2: services.a.tier: tier 9 does not exist" in result.stderr
