@@ -18,7 +18,6 @@ def validate(
     from pathlib import Path
 
     from opsctl.configfile import Source, load
-
     from opsctl.errors import ConfigError
 
     c = context(ctx)
