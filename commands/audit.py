@@ -48,7 +48,15 @@ def locks(ctx: typer.Context) -> None:
     c = context(ctx)
     c.output.data(
         engine.held_locks(c),
-        columns=[Column("key"), Column("user"), Column("host"), Column("pid"), Column("command"), Column("acquired_at", "SINCE"), Column("expires_at", "EXPIRES")],
+        columns=[
+            Column("key"),
+            Column("user"),
+            Column("host"),
+            Column("pid"),
+            Column("command"),
+            Column("acquired_at", "SINCE"),
+            Column("expires_at", "EXPIRES"),
+        ],
     )
 
 

@@ -37,7 +37,9 @@ def validate(
         "environments": config.environments,
     }
     if c.output.format == "table":
-        c.output.success(f"{source.label}: valid ({len(config.services)} services, {len(config.effective_tiers())} tiers)")
+        c.output.success(
+            f"{source.label}: valid ({len(config.services)} services, {len(config.effective_tiers())} tiers)"
+        )
     else:
         c.output.data(summary)
 

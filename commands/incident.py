@@ -69,7 +69,9 @@ def _complete_service(incomplete: str) -> list[str]:
 def declare(
     ctx: typer.Context,
     service: str = typer.Argument(..., help="The affected service.", autocompletion=_complete_service),
-    sev: int = typer.Option(..., "--sev", "-s", min=1, max=4, help="1 outage/data loss/breach, 2 major, 3 minor, 4 cosmetic."),
+    sev: int = typer.Option(
+        ..., "--sev", "-s", min=1, max=4, help="1 outage/data loss/breach, 2 major, 3 minor, 4 cosmetic."
+    ),
     title: str = typer.Option(..., "--title", "-t", help="What is broken, in one line."),
     details: str | None = typer.Option(None, "--details", "-d", help="More context for the responders."),
     commander: str | None = typer.Option(None, "--commander", help="The incident commander."),
@@ -112,7 +114,9 @@ def show(ctx: typer.Context, incident_id: str = typer.Argument(..., metavar="ID"
         return
     timeline = data.pop("timeline")
     c.output.data(data)
-    c.output.data(timeline, columns=[Column("at", "WHEN"), Column("author", "WHO"), Column("event"), Column("data", "DETAILS")])
+    c.output.data(
+        timeline, columns=[Column("at", "WHEN"), Column("author", "WHO"), Column("event"), Column("data", "DETAILS")]
+    )
 
 
 @app.command("ack")

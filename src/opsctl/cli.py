@@ -46,14 +46,26 @@ def _version(value: bool) -> None:
 @app.callback()
 def root(
     ctx: typer.Context,
-    config: str | None = typer.Option(None, "--config", "-c", envvar="OPSCTL_CONFIG", help="Config file.", metavar="PATH"),
-    env: str | None = typer.Option(None, "--env", "-e", envvar="OPSCTL_ENV", help="Environment (default: the config's).", metavar="NAME"),
-    output: OutputFormat = typer.Option(OutputFormat.table, "--output", "-o", envvar="OPSCTL_OUTPUT", help="Output format.", case_sensitive=False),
+    config: str | None = typer.Option(
+        None, "--config", "-c", envvar="OPSCTL_CONFIG", help="Config file.", metavar="PATH"
+    ),
+    env: str | None = typer.Option(
+        None, "--env", "-e", envvar="OPSCTL_ENV", help="Environment (default: the config's).", metavar="NAME"
+    ),
+    output: OutputFormat = typer.Option(
+        OutputFormat.table, "--output", "-o", envvar="OPSCTL_OUTPUT", help="Output format.", case_sensitive=False
+    ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show what would change; change nothing."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Answer yes to confirmations."),
     verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="More detail on stderr (-vv for debug)."),
     no_color: bool = typer.Option(False, "--no-color", help="No colours (also NO_COLOR=1)."),
-    log_format: LogFormat = typer.Option(LogFormat.text, "--log-format", envvar="OPSCTL_LOG_FORMAT", help="Log lines on stderr as text or JSON.", case_sensitive=False),
+    log_format: LogFormat = typer.Option(
+        LogFormat.text,
+        "--log-format",
+        envvar="OPSCTL_LOG_FORMAT",
+        help="Log lines on stderr as text or JSON.",
+        case_sensitive=False,
+    ),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
 ) -> None:
     """Global options apply to every command."""
@@ -171,7 +183,9 @@ def run(argv: list[str]) -> int:
             raise
         from opsctl.redact import redact
 
-        _stderr(f"error: internal error ({type(exc).__name__}: {redact(str(exc))}); rerun with OPSCTL_DEBUG=1 for a traceback and report it")
+        _stderr(
+            f"error: internal error ({type(exc).__name__}: {redact(str(exc))}); rerun with OPSCTL_DEBUG=1 for a traceback and report it"
+        )
         return int(ExitCode.FAILED)
     return int(ExitCode.OK)
 

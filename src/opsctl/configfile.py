@@ -207,7 +207,9 @@ def _message(error: Any) -> str:
     return message
 
 
-def _index(node: yaml.Node, path: tuple[str, ...], lines: dict[tuple[str, ...], int], problems: list[ConfigProblem], label: str) -> None:
+def _index(
+    node: yaml.Node, path: tuple[str, ...], lines: dict[tuple[str, ...], int], problems: list[ConfigProblem], label: str
+) -> None:
     import yaml
 
     if isinstance(node, yaml.MappingNode):

@@ -84,5 +84,7 @@ def setup(fmt: str = "text", verbosity: int = 0, stream: IO[str] | None = None) 
     handler.addFilter(RedactingFilter())
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG if verbosity >= 2 else logging.INFO if verbosity == 1 or fmt == "json" else logging.WARNING)
+    logger.setLevel(
+        logging.DEBUG if verbosity >= 2 else logging.INFO if verbosity == 1 or fmt == "json" else logging.WARNING
+    )
     logger.propagate = False

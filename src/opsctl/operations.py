@@ -83,7 +83,9 @@ def mutation(
             if ctx.dry_run:
                 holder = ctx.locks.holder(key, ctx.clock())
                 if holder is not None:
-                    ctx.output.warn(f"{key} is locked by {holder.user}@{holder.host} (pid {holder.pid}); a real run would be refused")
+                    ctx.output.warn(
+                        f"{key} is locked by {holder.user}@{holder.host} (pid {holder.pid}); a real run would be refused"
+                    )
                 yield op
             else:
                 with hold(ctx.locks, key, command=command, ttl=ctx.settings.policy.lock_ttl, clock=ctx.clock):

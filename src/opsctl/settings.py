@@ -39,9 +39,7 @@ TimeZone = Annotated[str, AfterValidator(validate_timezone)]
 
 def _check_secret_ref(value: str) -> str:
     if not _SECRET_REF.match(value):
-        raise ValueError(
-            "must be a secret reference: vault:PATH#KEY, aws-sm:NAME[#KEY], file:PATH or env:NAME"
-        )
+        raise ValueError("must be a secret reference: vault:PATH#KEY, aws-sm:NAME[#KEY], file:PATH or env:NAME")
     return value
 
 
@@ -403,7 +401,9 @@ def cross_check(data: dict[str, Any]) -> list[tuple[tuple[Any, ...], str]]:
         name = service.get("name")
         if isinstance(name, str):
             if name in seen:
-                problems.append((("services", index, "name"), f"duplicate service name {name!r} (also service #{seen[name] + 1})"))
+                problems.append(
+                    (("services", index, "name"), f"duplicate service name {name!r} (also service #{seen[name] + 1})")
+                )
             else:
                 seen[name] = index
         tier = service.get("tier")
@@ -416,5 +416,7 @@ def cross_check(data: dict[str, Any]) -> list[tuple[tuple[Any, ...], str]]:
         service_envs = service.get("environments")
         for env in service_envs if isinstance(service_envs, dict) else {}:
             if env not in envs:
-                problems.append((("services", index, "environments", env), f"environment {env!r} is not in environments"))
+                problems.append(
+                    (("services", index, "environments", env), f"environment {env!r} is not in environments")
+                )
     return problems

@@ -72,7 +72,9 @@ def declare(
         if existing:
             incident = Incident.from_record(existing[-1])
             op.note(f"{incident.id} already open with this key; nobody paged twice")
-            outcome = Outcome(incident, created=False, notices=[f"{incident.id} is already open: nobody was paged twice"])
+            outcome = Outcome(
+                incident, created=False, notices=[f"{incident.id} is already open: nobody was paged twice"]
+            )
             if incident.delivery == "pending":
                 outcome.planned = deliver(ctx, incident)
             return outcome
@@ -158,7 +160,9 @@ def deliver(ctx: Context, incident: Incident) -> list[PlannedCall]:
 def pagerduty_client(ctx: Context) -> PagerDutyAdapter:
     client = ctx.pagerduty
     if client is None:
-        raise UsageError("this incident lives at PagerDuty but no PagerDuty token is configured", "set integrations.pagerduty.token")
+        raise UsageError(
+            "this incident lives at PagerDuty but no PagerDuty token is configured", "set integrations.pagerduty.token"
+        )
     return client
 
 

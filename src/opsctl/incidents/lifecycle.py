@@ -37,7 +37,9 @@ def _at_pagerduty(ctx: Context, incident: Incident) -> bool:
 def acknowledge(ctx: Context, incident_id: str) -> Outcome:
     incident = load(ctx, incident_id)
     service = ctx.service(incident.service)
-    with mutation(ctx, "incident ack", service=service, args={"id": incident.id}, lock="incident", env=incident.env) as op:
+    with mutation(
+        ctx, "incident ack", service=service, args={"id": incident.id}, lock="incident", env=incident.env
+    ) as op:
         if incident.status == "resolved":
             raise RefusedError(f"{incident.id} is already resolved", "declare a new incident if it is back")
         if incident.status == "acknowledged":
