@@ -99,11 +99,12 @@ class Context:
             aws=settings.integrations.aws,
             env_policy=settings.policy.plaintext_env_secrets,
             warn=self.output.warn,
+            vault_mount=settings.integrations.vault.mount,
         )
 
     def resolve(self, value: str | None) -> str | None:
         """A config value that may be a secret reference, resolved (lazily, once per process)."""
-        from opsctl.secrets import is_reference
+        from opsctl.redact import is_reference
 
         if value is None or not is_reference(value):
             return value

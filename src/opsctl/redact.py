@@ -15,6 +15,9 @@ MASK = "***"
 _URL_PASSWORD = re.compile(r"(?P<pre>[a-z][a-z0-9+.-]*://[^/@:\s]*:)(?P<pw>[^/@\s]+)(?P<post>@)", re.IGNORECASE)
 _SECRET_KEYS = re.compile(r"(pass(word)?|secret|token|api[_-]?key|dsn|credential|private[_-]?key)", re.IGNORECASE)
 
+REFERENCE_PATTERN = r"^(vault|aws-sm|file|env):\S+$"
+_REFERENCE = re.compile(REFERENCE_PATTERN)
+
 _lock = threading.Lock()
 _values: set[str] = set()
 _ordered: list[str] = []
@@ -55,7 +58,7 @@ def redact_data(data: Any, *, mask_keys: bool = True) -> Any:
         out = {}
         for key, value in data.items():
             if mask_keys and isinstance(key, str) and _SECRET_KEYS.search(key) and isinstance(value, str):
-                out[key] = value if _is_reference(value) else MASK
+                out[key] = value if is_reference(value) else MASK
             else:
                 out[key] = redact_data(value, mask_keys=mask_keys)
         return out
@@ -66,5 +69,7 @@ def redact_data(data: Any, *, mask_keys: bool = True) -> Any:
     return data
 
 
-def _is_reference(value: str) -> bool:
-    return value.split(":", 1)[0] in ("vault", "aws-sm", "file", "env") and ":" in value
+def is_reference(text: str) -> bool:
+    """Whether ``text`` is a secret reference (``vault:…``, ``aws-sm:…``, ``file:…``, ``env:…``),
+    which names a secret without holding it and so is safe to show."""
+    return bool(_REFERENCE.match(text))

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 from urllib.parse import quote
 
 from opsctl.errors import RefusedError, UpstreamError, UsageError
+from opsctl.redact import is_reference as is_reference  # re-exported: part of this module's API
 from opsctl.redact import redact, register
 
 if TYPE_CHECKING:
@@ -30,7 +31,6 @@ if TYPE_CHECKING:
 Scheme = Literal["vault", "aws-sm", "file", "env"]
 SCHEMES: tuple[Scheme, ...] = ("vault", "aws-sm", "file", "env")
 FORMS = "vault:PATH#KEY, aws-sm:NAME[#KEY], file:PATH or env:NAME"
-_REFERENCE = re.compile(r"^(vault|aws-sm|file|env):\S+$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _RETRY_DELAYS = (0.2, 0.5)  # two quick retries for connection errors, 429 and 5xx
 _VAULT_DEFAULT = "http://127.0.0.1:8200"
@@ -63,11 +63,6 @@ class SecretRef:
 
     def __str__(self) -> str:
         return self.raw
-
-
-def is_reference(text: str) -> bool:
-    """Whether ``text`` looks like a secret reference (the shape the config accepts)."""
-    return bool(_REFERENCE.match(text))
 
 
 def parse_ref(text: str) -> SecretRef:

@@ -22,10 +22,9 @@ from pydantic import (
     field_validator,
 )
 
+from opsctl.redact import REFERENCE_PATTERN, is_reference
 from opsctl.timeutil import DURATION_PATTERN, format_duration, parse_duration, validate_timezone
 
-SECRET_SCHEMES = ("vault", "aws-sm", "file", "env")
-_SECRET_REF = re.compile(r"^(vault|aws-sm|file|env):\S+$")
 _CREDENTIALS_IN_URL = re.compile(r"^[a-z][a-z0-9+.-]*://[^/@:]*:[^/@]+@", re.IGNORECASE)
 
 Duration = Annotated[
@@ -38,13 +37,13 @@ TimeZone = Annotated[str, AfterValidator(validate_timezone)]
 
 
 def _check_secret_ref(value: str) -> str:
-    if not _SECRET_REF.match(value):
+    if not is_reference(value):
         raise ValueError("must be a secret reference: vault:PATH#KEY, aws-sm:NAME[#KEY], file:PATH or env:NAME")
     return value
 
 
 def _check_url_or_ref(value: str) -> str:
-    if _SECRET_REF.match(value):
+    if is_reference(value):
         return value
     if _CREDENTIALS_IN_URL.match(value):
         raise ValueError("holds a password in plain text: put the URL in a secret reference (vault:…, aws-sm:…)")
@@ -54,7 +53,7 @@ def _check_url_or_ref(value: str) -> str:
 SecretRef = Annotated[
     str,
     AfterValidator(_check_secret_ref),
-    WithJsonSchema({"type": "string", "pattern": r"^(vault|aws-sm|file|env):\S+$"}),
+    WithJsonSchema({"type": "string", "pattern": REFERENCE_PATTERN}),
 ]
 UrlOrSecret = Annotated[str, AfterValidator(_check_url_or_ref)]
 Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=63)]
