@@ -110,3 +110,23 @@ def test_lock_held_refuses_with_who_and_since(state_config):
         ctx.close()
         holder.kill()
         holder.wait()
+
+
+def test_a_mutating_command_is_refused_while_its_lock_is_held(opsctl, state_config):
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER.replace('lock_key("deploy"', 'lock_key("incident"'), str(state_config)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        result = opsctl("-c", str(state_config), "incident", "declare", "auth", "--sev", "1", "--title", "x")
+        assert result.code == 3, result.stderr
+        assert "incident/auth@production is locked by" in result.stderr and f"pid {holder.pid}" in result.stderr
+        assert "opsctl --env production unlock incident auth" in result.stderr
+        assert opsctl("-c", str(state_config), "-o", "json", "incident", "list").json() == []
+    finally:
+        holder.kill()
+        holder.wait()
+    [entry] = opsctl("-c", str(state_config), "-o", "json", "audit").json()
+    assert (entry["command"], entry["outcome"], entry["exit_code"]) == ("incident declare", "refused", 3)
