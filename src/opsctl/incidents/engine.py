@@ -53,7 +53,16 @@ def event(ctx: Context, incident: Incident, kind: str, **data: Any) -> None:
 
 
 def save(ctx: Context, incident: Incident) -> None:
-    incident.version = ctx.store.update_record(incident.to_record()).version
+    """Write the incident if nobody changed it since it was read (its lock makes that the rule)."""
+    from opsctl.errors import RefusedError
+    from opsctl.state.base import ConflictError
+
+    try:
+        incident.version = ctx.store.update_record(incident.to_record()).version
+    except ConflictError as exc:
+        raise RefusedError(
+            f"{incident.id} changed while this command ran: {exc}", "look at it again and rerun"
+        ) from None
 
 
 def declare(

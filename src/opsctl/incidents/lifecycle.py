@@ -1,21 +1,25 @@
 """Acknowledge, update and resolve an incident — at PagerDuty first, then in the store.
 
-If PagerDuty cannot be reached the local record is left as it was (exit 4), so
-the store never claims something PagerDuty does not know.
+Each change re-reads the incident under the service's incident lock, so two
+responders never overwrite each other.  If PagerDuty cannot be reached the local
+record is left as it was (exit 4): the store never claims what PagerDuty does not know.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
 from opsctl.errors import RefusedError, UsageError
 from opsctl.incidents.engine import Outcome, deliver, event, pagerduty_client, save
 from opsctl.incidents.model import KIND, UPDATE_STATUSES, Incident
 from opsctl.incidents.policy import due
-from opsctl.operations import mutation
+from opsctl.operations import Operation, mutation
 
 if TYPE_CHECKING:
     from opsctl.context import Context
+    from opsctl.integrations.pagerduty import PagerDutyAdapter, PlannedCall
 
 
 def load(ctx: Context, incident_id: str) -> Incident:
@@ -25,33 +29,46 @@ def load(ctx: Context, incident_id: str) -> Incident:
     return Incident.from_record(record)
 
 
-def _at_pagerduty(ctx: Context, incident: Incident) -> bool:
-    """Whether this change must go to PagerDuty (delivering a pending page first)."""
+@contextmanager
+def _changing(
+    ctx: Context, incident_id: str, command: str, args: dict[str, Any]
+) -> Iterator[tuple[Incident, Operation]]:
+    """The incident, read again under its lock, inside an audited operation."""
+    first = load(ctx, incident_id)
+    service = ctx.service(first.service)
+    args = {"id": first.id, **args}
+    with mutation(ctx, command, service=service, args=args, lock="incident", env=first.env) as op:
+        yield load(ctx, first.id), op
+
+
+def _remote(
+    ctx: Context,
+    incident: Incident,
+    outcome: Outcome,
+    plan: Callable[[PagerDutyAdapter, str], list[PlannedCall]],
+    send: Callable[[PagerDutyAdapter, str], object],
+) -> None:
+    """Make the change at PagerDuty (delivering a pending page first); in a dry run, only plan it."""
     if incident.backend != "pagerduty":
-        return False
+        return
     if incident.delivery == "pending" and not ctx.dry_run:
         deliver(ctx, incident)
-    return True
+    client = pagerduty_client(ctx)
+    if ctx.dry_run:
+        outcome.planned = plan(client, incident.pagerduty_id or "<pending>")
+    else:
+        send(client, incident.pagerduty_id or "")
 
 
 def acknowledge(ctx: Context, incident_id: str) -> Outcome:
-    incident = load(ctx, incident_id)
-    service = ctx.service(incident.service)
-    with mutation(
-        ctx, "incident ack", service=service, args={"id": incident.id}, lock="incident", env=incident.env
-    ) as op:
+    with _changing(ctx, incident_id, "incident ack", {}) as (incident, op):
         if incident.status == "resolved":
             raise RefusedError(f"{incident.id} is already resolved", "declare a new incident if it is back")
         if incident.status == "acknowledged":
             op.note("already acknowledged")
             return Outcome(incident, created=False, notices=[f"{incident.id} was already acknowledged"])
         outcome = Outcome(incident, created=False)
-        if _at_pagerduty(ctx, incident):
-            client = pagerduty_client(ctx)
-            if ctx.dry_run:
-                outcome.planned = client.plan_acknowledge(incident.pagerduty_id or "<pending>")
-            else:
-                client.acknowledge(incident.pagerduty_id or "")
+        _remote(ctx, incident, outcome, lambda c, i: c.plan_acknowledge(i), lambda c, i: c.acknowledge(i))
         if not ctx.dry_run:
             incident.status, incident.acknowledged_at = "acknowledged", ctx.clock()
             save(ctx, incident)
@@ -64,21 +81,17 @@ def update(ctx: Context, incident_id: str, *, message: str, status: str | None) 
         raise UsageError("--message is empty", "say what changed, what is being done, and when the next update comes")
     if status is not None and status not in UPDATE_STATUSES:
         raise UsageError(f"--status {status!r} is not a status", f"use one of: {', '.join(UPDATE_STATUSES)}")
-    incident = load(ctx, incident_id)
-    service = ctx.service(incident.service)
-    args = {"id": incident.id, "message": message, "status": status}
-    with mutation(ctx, "incident update", service=service, args=args, lock="incident", env=incident.env):
+    text = f"[{status}] {message}" if status else message
+
+    def send(client: PagerDutyAdapter, pd_id: str) -> None:
+        client.status_update(pd_id, text)
+        client.add_note(pd_id, text)
+
+    with _changing(ctx, incident_id, "incident update", {"message": message, "status": status}) as (incident, _):
         if incident.status == "resolved":
             raise RefusedError(f"{incident.id} is resolved", "updates go to open incidents")
         outcome = Outcome(incident, created=False)
-        text = f"[{status}] {message}" if status else message
-        if _at_pagerduty(ctx, incident):
-            client = pagerduty_client(ctx)
-            if ctx.dry_run:
-                outcome.planned = client.plan_update(incident.pagerduty_id or "<pending>", text)
-            else:
-                client.status_update(incident.pagerduty_id or "", text)
-                client.add_note(incident.pagerduty_id or "", text)
+        _remote(ctx, incident, outcome, lambda c, i: c.plan_update(i, text), send)
         if not ctx.dry_run:
             rule = ctx.settings.policy.severities[incident.sev]
             incident.update_status = status or incident.update_status
@@ -89,20 +102,14 @@ def update(ctx: Context, incident_id: str, *, message: str, status: str | None) 
 
 
 def resolve(ctx: Context, incident_id: str, *, resolution: str | None) -> Outcome:
-    incident = load(ctx, incident_id)
-    service = ctx.service(incident.service)
-    args = {"id": incident.id, "resolution": resolution}
-    with mutation(ctx, "incident resolve", service=service, args=args, lock="incident", env=incident.env) as op:
+    with _changing(ctx, incident_id, "incident resolve", {"resolution": resolution}) as (incident, op):
         if incident.status == "resolved":
             op.note("already resolved")
             return Outcome(incident, created=False, notices=[f"{incident.id} was already resolved"])
         outcome = Outcome(incident, created=False)
-        if _at_pagerduty(ctx, incident):
-            client = pagerduty_client(ctx)
-            if ctx.dry_run:
-                outcome.planned = client.plan_resolve(incident.pagerduty_id or "<pending>", resolution)
-            else:
-                client.resolve(incident.pagerduty_id or "", resolution)
+        _remote(
+            ctx, incident, outcome, lambda c, i: c.plan_resolve(i, resolution), lambda c, i: c.resolve(i, resolution)
+        )
         if not ctx.dry_run:
             now = ctx.clock()
             rule = ctx.settings.policy.severities[incident.sev]
