@@ -20,7 +20,7 @@ from opsctl.errors import ExitCode, UpstreamError, UsageError
 from opsctl.integrations.pagerduty import PagerDutyAdapter, PdIncident, PlannedCall
 from tests.contract.openapi import validate_request
 from tests.fakes.pagerduty import DEDUP_ERROR, PagerDutyFake
-from tests.fakes.tls import TLSMaterial, make_tls_material
+from tests.fakes.tls import TLSMaterial
 
 FROM = "oncall@example.com"
 TRACEPARENT = re.compile(r"^00-[0-9a-f]{32}-[0-9a-f]{16}-01$")
@@ -46,17 +46,6 @@ class Clock:
 # ------------------------------------------------------------------------------------------
 # Fixtures
 # ------------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def pd_tls(tmp_path_factory: pytest.TempPathFactory) -> TLSMaterial:
-    return make_tls_material(tmp_path_factory.mktemp("pd-adapter-tls"))
-
-
-@pytest.fixture
-def pd(pd_tls: TLSMaterial) -> Iterator[PagerDutyFake]:
-    with PagerDutyFake(tls=pd_tls) as fake:
-        yield fake
 
 
 @pytest.fixture

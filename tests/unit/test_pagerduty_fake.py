@@ -17,7 +17,6 @@ import pytest
 from tests.contract import openapi
 from tests.contract.openapi import SpecNotFoundError, get_contract, validate_request, validate_response
 from tests.fakes.pagerduty import DEDUP_ERROR, FROM_REQUIRED_MESSAGE, PagerDutyFake
-from tests.fakes.tls import TLSMaterial, make_tls_material
 
 FROM = "oncall@example.com"
 GOOD_HEADERS = {
@@ -26,17 +25,6 @@ GOOD_HEADERS = {
     "Content-Type": "application/json",
     "From": FROM,
 }
-
-
-@pytest.fixture(scope="session")
-def pd_tls(tmp_path_factory: pytest.TempPathFactory) -> TLSMaterial:
-    return make_tls_material(tmp_path_factory.mktemp("pd-tls"))
-
-
-@pytest.fixture
-def pd(pd_tls: TLSMaterial) -> Iterator[PagerDutyFake]:
-    with PagerDutyFake(tls=pd_tls) as fake:
-        yield fake
 
 
 @pytest.fixture

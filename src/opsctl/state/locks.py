@@ -323,16 +323,5 @@ class Lock:
         self.release()
 
 
-def hold(
-    backend: LockBackend,
-    key: str,
-    *,
-    command: str,
-    ttl: timedelta,
-    clock: Clock = utcnow,
-    user: str | None = None,
-    host: str | None = None,
-    pid: int | None = None,
-) -> Lock:
-    """``with hold(backend, lock_key("deploy", "api", "production"), command="deploy canary", ttl=…):``"""
-    return Lock(backend, key, command=command, ttl=ttl, clock=clock, user=user, host=host, pid=pid)
+hold = Lock
+"""``with hold(backend, lock_key("deploy", "api", "production"), command="deploy canary", ttl=…):``"""
