@@ -17,9 +17,9 @@ SHELLS = ("bash", "zsh", "fish")
 
 
 def schema_text() -> str:
-    from opsctl.settings import Config
+    from opsctl.settings import json_schema
 
-    schema = Config.model_json_schema(by_alias=True)
+    schema = json_schema()
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "opsctl configuration (opsctl.yaml)"
     return json.dumps(schema, indent=2, sort_keys=True) + "\n"

@@ -6,7 +6,9 @@ just the first — and raised together as one :class:`~opsctl.errors.ConfigError
 
 from __future__ import annotations
 
+import functools
 import os
+import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -61,18 +63,57 @@ def embedded_text() -> str:
     return resources.files("opsctl.defaults").joinpath("opsctl.example.yaml").read_text(encoding="utf-8")
 
 
+MAX_CONFIG_BYTES = 1 << 20  # 1 MiB: a config of a thousand services is a tenth of that
+MAX_PROBLEMS = 50
+_SECRET_KEY = re.compile(r"pass|secret|token|key|dsn|credential|url|address", re.IGNORECASE)
+CACHE_RULES = 2  # bump when validation changes, so that a snapshot cached under older rules is not trusted
+EMPTY = "the config is empty (only comments or blank lines): write at least 'version: 1' and your services"
+
+
 def read_source(source: Source) -> str:
+    """The config's text: a regular UTF-8 file of at most :data:`MAX_CONFIG_BYTES`.
+
+    Anything else — a FIFO (never opened, so never waited on), a device like
+    ``/dev/zero``, a directory, a symlink loop, an unreadable or huge file — is
+    one located problem, found without reading more than the limit."""
     if source.path is None:
         return embedded_text()
+    from opsctl.fsutil import FileTooLarge, RefusedFile, read_bounded
+
+    where = str(source.path)
     try:
-        return source.path.read_text(encoding="utf-8")
+        raw = read_bounded(source.path, MAX_CONFIG_BYTES)
     except FileNotFoundError:
         raise ConfigError(
-            [ConfigProblem(str(source.path), None, "", f"config file not found (from {source.reason}); check the path")]
+            [ConfigProblem(where, None, "", f"config file not found (from {source.reason}); check the path")]
         ) from None
-    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
-        raise ConfigError([ConfigProblem(str(source.path), None, "", f"cannot read config: {reason}")]) from None
+    except FileTooLarge:
+        message = "cannot read config: it is larger than 1 MiB, the limit for a config file; is it the right file?"
+        raise ConfigError([ConfigProblem(where, None, "", message)]) from None
+    except RefusedFile as exc:
+        message = f"cannot read config: it {exc.reason}; give the path of a YAML file"
+        raise ConfigError([ConfigProblem(where, None, "", message)]) from None
+    except OSError as exc:
+        raise ConfigError([ConfigProblem(where, None, "", f"cannot read config: {_os_reason(exc)}")]) from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        message = f"not UTF-8 text (byte 0x{raw[exc.start]:02x}): save the config as UTF-8"
+        raise ConfigError([ConfigProblem(where, line, "", message)]) from None
+
+
+def _os_reason(exc: OSError) -> str:
+    import errno
+
+    reasons = {
+        errno.ELOOP: "too many levels of symbolic links (a symlink loop?); check where the path points",
+        errno.EACCES: "permission denied; make the file readable for this user",
+        errno.EPERM: "permission denied; make the file readable for this user",
+        errno.ENOTDIR: "a part of the path is not a directory; check the path",
+        errno.ENAMETOOLONG: "the path is too long; check the path",
+    }
+    return reasons.get(exc.errno or 0) or exc.strerror or type(exc).__name__
 
 
 def load(source: Source) -> Config:
@@ -91,7 +132,8 @@ def snapshot(source: Source, cache_dir: Path) -> dict[str, Any]:
     from opsctl import __version__
 
     text = read_source(source)
-    digest = hashlib.sha256(f"{__version__}\0{source.label}\0{text}".encode()).hexdigest()[:32]
+    key = f"{__version__}\0{CACHE_RULES}\0{source.label}\0{text}"
+    digest = hashlib.sha256(key.encode()).hexdigest()[:32]
     path = cache_dir / f"{digest}.json"
     try:
         cached: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
@@ -102,11 +144,11 @@ def snapshot(source: Source, cache_dir: Path) -> dict[str, Any]:
     data = config.model_dump(mode="json", by_alias=True)
     data["tiers"] = {str(n): t.model_dump(mode="json") for n, t in config.effective_tiers().items()}
     data["overridden_tiers"] = sorted(config.tiers)
+    from opsctl.fsutil import ensure_private_dir, write_private_file
+
     try:
-        cache_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(data), encoding="utf-8")
-        tmp.replace(path)
+        ensure_private_dir(cache_dir)  # creates the state dir 0700 too when the cache comes first
+        write_private_file(path, json.dumps(data))
         for old in sorted(cache_dir.glob("*.json"), key=lambda p: p.stat().st_mtime)[:-8]:
             old.unlink(missing_ok=True)
     except OSError:
@@ -118,14 +160,18 @@ class _DuplicateKey(Exception):
     pass
 
 
-def _fast_loader() -> type:
+@functools.cache
+def _fast_loader() -> type | None:
+    """libyaml's loader, refusing duplicate keys (the slow path locates them); None without libyaml."""
     import yaml
 
-    base: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    base: type | None = getattr(yaml, "CSafeLoader", None)
+    if base is None:
+        return None
 
-    class Loader(base):  # type: ignore[misc]
+    class Loader(base):  # type: ignore[misc,valid-type]
         def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-            keys = [k.value for k, _ in node.value]
+            keys = [k.value if isinstance(k, yaml.ScalarNode) else id(k) for k, _ in node.value]
             if len(keys) != len(set(keys)):
                 raise _DuplicateKey()
             return dict(super().construct_mapping(node, deep=deep))
@@ -137,18 +183,30 @@ def _fast_loader() -> type:
 def parse(text: str, label: str) -> Config:
     """Validate ``text``; raise :class:`ConfigError` listing every problem found.
 
-    The happy path parses once with libyaml; only a file with problems is parsed
-    again node by node to find the line of each problem."""
+    The happy path parses once with libyaml (the node graph is bounded before
+    anything is built from it); only a file with problems is parsed again node
+    by node to find the line of each problem."""
     import yaml
     from pydantic import ValidationError
 
     from opsctl.settings import Config, cross_check
+    from opsctl.yamlsafe import check_bounds
 
+    loader_class = _fast_loader()
+    if loader_class is None:
+        return _diagnose(text, label)
+    loader = loader_class(text)
+    data: Any = None
     try:
-        data = yaml.load(text, Loader=_fast_loader())
+        root = loader.get_single_node()
+        if root is not None:
+            check_bounds(root, label)
+            data = loader.construct_document(root)
     except (yaml.YAMLError, _DuplicateKey):
         data = None
-    if isinstance(data, dict):
+    finally:
+        loader.dispose()
+    if isinstance(data, dict) and data:
         try:
             config = Config.model_validate(data)
         except ValidationError:
@@ -160,94 +218,131 @@ def parse(text: str, label: str) -> Config:
 
 
 def _diagnose(text: str, label: str) -> Config:
-    import yaml
     from pydantic import ValidationError
 
     from opsctl.settings import Config, cross_check
+    from opsctl.yamlsafe import compose, construct
 
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError([ConfigProblem(label, line, "", f"YAML syntax error: {problem}")]) from None
-    lines: dict[tuple[str, ...], int] = {}
-    problems: list[ConfigProblem] = []
-    if root is not None:
-        _index(root, (), lines, problems, label)
-    if data is None:
-        data = {}
+    root = compose(text, label)
+    if root is None:
+        raise ConfigError([ConfigProblem(label, None, "", EMPTY)])
+    index = _Index(label)
+    index.walk(root, (), ())
+    data = construct(root, text, label)
+    if data is None or data == {}:
+        raise ConfigError([ConfigProblem(label, root.start_mark.line + 1, "", EMPTY)])
     if not isinstance(data, dict):
         raise ConfigError([ConfigProblem(label, 1, "", "the config must be a mapping of keys (version, services, …)")])
-    locate = _Locator(label, data, lines)
+    locate = _Locator(label, data, index)
+    problems = list(index.problems)
     config: Config | None = None
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
         for error in exc.errors(include_url=False):
-            problems.append(locate(error["loc"], _message(error)))
+            problems.append(locate(error["loc"], locate.message(error)))
     for loc, message in cross_check(data):
         problems.append(locate(loc, message))
     if problems or config is None:
-        raise ConfigError(sorted(problems, key=lambda p: (p.line or 0, p.path)))
+        problems.sort(key=lambda p: (p.line or 0, p.path))
+        if len(problems) > MAX_PROBLEMS:  # a file that is wrong throughout: the first ones say enough
+            more = len(problems) - MAX_PROBLEMS
+            problems[MAX_PROBLEMS:] = [ConfigProblem(label, None, "", f"… and {more} more problems")]
+        raise ConfigError(problems)
     return config
 
 
-def _message(error: Any) -> str:
-    kind = error["type"]
-    if kind == "extra_forbidden":
-        return "unknown key; check the spelling (see config/schema.json)"
-    if kind == "missing":
-        return "required key is missing"
-    message = str(error["msg"])
-    for prefix in ("Value error, ", "Assertion failed, "):
-        message = message.removeprefix(prefix)
-    return message
+class _Index:
+    """Lines of every key path, the scalar nodes (for quoting hints) and duplicate keys."""
 
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.lines: dict[tuple[str, ...], int] = {}
+        self.scalars: dict[tuple[str, ...], yaml.ScalarNode] = {}
+        self.problems: list[ConfigProblem] = []
 
-def _index(
-    node: yaml.Node, path: tuple[str, ...], lines: dict[tuple[str, ...], int], problems: list[ConfigProblem], label: str
-) -> None:
-    import yaml
+    def walk(self, node: yaml.Node, path: tuple[str, ...], names: tuple[str, ...]) -> None:
+        import yaml
 
-    if isinstance(node, yaml.MappingNode):
-        seen: set[str] = set()
-        for key_node, value_node in node.value:
-            key = str(key_node.value)
-            here = (*path, key)
-            if key in seen:
-                problems.append(ConfigProblem(label, key_node.start_mark.line + 1, ".".join(here), "duplicate key"))
-            seen.add(key)
-            lines.setdefault(here, key_node.start_mark.line + 1)
-            _index(value_node, here, lines, problems, label)
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            here = (*path, str(index))
-            lines.setdefault(here, item.start_mark.line + 1)
-            _index(item, here, lines, problems, label)
+        from opsctl.yamlsafe import item_label, readable
+
+        if isinstance(node, yaml.MappingNode):
+            seen: set[str] = set()
+            for key_node, value_node in node.value:
+                key = str(key_node.value) if isinstance(key_node, yaml.ScalarNode) else "?"
+                here, named = (*path, key), (*names, key)
+                if key in seen and key != "<<":
+                    line = key_node.start_mark.line + 1
+                    self.problems.append(ConfigProblem(self.label, line, readable(named), "duplicate key"))
+                seen.add(key)
+                self.lines.setdefault(here, key_node.start_mark.line + 1)
+                self.walk(value_node, here, named)
+        elif isinstance(node, yaml.SequenceNode):
+            parent = names[-1] if names else ""
+            for index, item in enumerate(node.value):
+                here = (*path, str(index))
+                self.lines.setdefault(here, item.start_mark.line + 1)
+                self.walk(item, here, (*names, item_label(parent, index, item)))
+        elif isinstance(node, yaml.ScalarNode):
+            self.scalars.setdefault(path, node)
 
 
 class _Locator:
     """Turns a pydantic/cross-check location into a line and a readable key path."""
 
-    def __init__(self, label: str, data: dict[str, Any], lines: dict[tuple[str, ...], int]) -> None:
-        self.label, self.data, self.lines = label, data, lines
+    def __init__(self, label: str, data: dict[str, Any], index: _Index) -> None:
+        self.label, self.data, self.index = label, data, index
 
     def __call__(self, loc: tuple[Any, ...], message: str) -> ConfigProblem:
-        raw = tuple(str(part) for part in loc)
+        raw = tuple(str(part) for part in loc if part != "[key]")
         line = None
         for end in range(len(raw), 0, -1):
-            if raw[:end] in self.lines:
-                line = self.lines[raw[:end]]
+            if raw[:end] in self.index.lines:
+                line = self.index.lines[raw[:end]]
                 break
         return ConfigProblem(self.label, line, self._readable(loc), message)
+
+    def message(self, error: Any) -> str:
+        kind = error["type"]
+        if kind == "extra_forbidden":
+            return "unknown key; check the spelling (see config/schema.json)"
+        if kind == "missing":
+            return "required key is missing"
+        if kind == "string_type":
+            hint = self._quote_hint(error["loc"], error.get("input"))
+            if hint:
+                return hint
+        message = str(error["msg"])
+        for prefix in ("Value error, ", "Assertion failed, "):
+            message = message.removeprefix(prefix)
+        return message
+
+    def _quote_hint(self, loc: tuple[Any, ...], value: Any) -> str | None:
+        """YAML 1.1 reads some unquoted text as something else: ``18:00`` is the number 1080
+        (base 60), ``no`` is false.  Say so, with the text as written."""
+        node = self.index.scalars.get(tuple(str(part) for part in loc))
+        if node is None or node.style or node.tag == "tag:yaml.org,2002:str":  # quoted: None or "" is plain
+            return None
+        if isinstance(value, bool):
+            kind, shown = "the boolean", str(value).lower()
+        elif isinstance(value, int | float):
+            kind, shown = "the number", str(value)
+        elif value is None:
+            kind, shown = "null", "(no value)"
+        else:
+            kind, shown = f"a {type(value).__name__}", ""
+        if isinstance(loc[-1], str) and _SECRET_KEY.search(loc[-1]):  # the value may be a secret: not shown
+            return f"write this value in quotes: YAML reads it unquoted as {kind}"
+        text = str(node.value)
+        what = f"{kind} {shown}".strip()
+        return f'write "{text}" in quotes: YAML reads {text} unquoted as {what}'
 
     def _readable(self, loc: tuple[Any, ...]) -> str:
         parts: list[str] = []
         node: Any = self.data
         for part in loc:
+            if part == "[key]":
+                continue
             label = str(part)
             if isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
                 item = node[part]

@@ -8,8 +8,10 @@ its environments, duplicate names) are checked by :func:`cross_check`.
 from __future__ import annotations
 
 import re
+import types
+from collections.abc import Iterator
 from datetime import timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 
 from pydantic import (
     AfterValidator,
@@ -19,13 +21,17 @@ from pydantic import (
     Field,
     PlainSerializer,
     WithJsonSchema,
+    computed_field,
     field_validator,
 )
 
 from opsctl.redact import REFERENCE_PATTERN, is_reference
 from opsctl.timeutil import DURATION_PATTERN, format_duration, parse_duration, validate_timezone
 
-_CREDENTIALS_IN_URL = re.compile(r"^[a-z][a-z0-9+.-]*://[^/@:]*:[^/@]+@", re.IGNORECASE)
+T = TypeVar("T")
+_SCHEME = re.compile(r"^([a-z][a-z0-9+.-]*)://", re.IGNORECASE)
+_SECRET_PARAMETER = re.compile(r"(ssl)?pass(word|wd)?|pwd|secret|(access_|auth_)?token|api[_-]?key", re.IGNORECASE)
+_KEYWORD_PASSWORD = re.compile(r"(?:^|\s)(ssl)?password\s*=", re.IGNORECASE)
 
 Duration = Annotated[
     timedelta,
@@ -42,20 +48,72 @@ def _check_secret_ref(value: str) -> str:
     return value
 
 
+def plaintext_password(value: str) -> str | None:
+    """What in ``value`` is a password in plain text (``user:pass@`` in a URL, a ``password=``
+    query parameter, a libpq ``password=`` keyword), in words and without the password;
+    None when there is none."""
+    scheme = _SCHEME.match(value.strip())
+    if scheme is None:
+        return "a password= keyword" if _KEYWORD_PASSWORD.search(value) else None
+    from urllib.parse import unquote
+
+    rest = value.strip()[scheme.end() :]
+    authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    userinfo, at, _ = authority.rpartition("@")
+    if at and userinfo.partition(":")[2]:
+        return "user:password@ in the URL"
+    query = rest.partition("?")[2].partition("#")[0]
+    for pair in re.split(r"[&;]", query):
+        name, equals, given = pair.partition("=")
+        name = unquote(name).strip()
+        if equals and given and _SECRET_PARAMETER.fullmatch(name):
+            return f"a {name.lower()}= parameter in the URL"
+    return None
+
+
 def _check_url_or_ref(value: str) -> str:
     if is_reference(value):
         return value
-    if _CREDENTIALS_IN_URL.match(value):
-        raise ValueError("holds a password in plain text: put the URL in a secret reference (vault:…, aws-sm:…)")
+    found = plaintext_password(value)
+    if found:
+        raise ValueError(
+            f"holds a password in plain text ({found}): "
+            "put the whole value in a secret reference (vault:PATH#KEY, aws-sm:NAME, file:PATH)"
+        )
     return value
 
+
+def _check_url(value: str) -> str:
+    found = plaintext_password(value)
+    if found:
+        raise ValueError(
+            f"holds a password in plain text ({found}): remove it; credentials come from "
+            "secret references (vault:PATH#KEY, aws-sm:NAME, file:PATH), never from a URL in the config"
+        )
+    return value
+
+
+def _given(value: T | None) -> T | None:
+    if value is None:
+        raise ValueError("cannot be null here: leave the key out to keep the global value")
+    return value
+
+
+class _Reference:
+    """Marks a field that may hold a secret reference (see :func:`references`)."""
+
+
+REFERENCE_FIELD = _Reference()
 
 SecretRef = Annotated[
     str,
     AfterValidator(_check_secret_ref),
     WithJsonSchema({"type": "string", "pattern": REFERENCE_PATTERN}),
+    REFERENCE_FIELD,
 ]
-UrlOrSecret = Annotated[str, AfterValidator(_check_url_or_ref)]
+UrlOrSecret = Annotated[str, AfterValidator(_check_url_or_ref), REFERENCE_FIELD]
+Url = Annotated[str, AfterValidator(_check_url)]
+Given = Annotated[T | None, AfterValidator(_given)]  # an override: absent = inherited; null is refused
 Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=63)]
 
 
@@ -177,29 +235,30 @@ class Service(Model):
 class PagerDutyIntegration(Model):
     token: SecretRef | None = Field(default=None, description="API token (secret reference)")
     from_: str | None = Field(default=None, alias="from", description="email sent in the From header")
-    base_url: str = "https://api.pagerduty.com"
+    base_url: Url = "https://api.pagerduty.com"
     ca_bundle: str | None = Field(default=None, description="CA bundle for a PagerDuty-compatible proxy")
     timeout: Duration = Field(default=timedelta(seconds=30), description="total time budget per call, retries included")
     request_timeout: Duration = Field(default=timedelta(seconds=10), description="time limit of one HTTP request")
 
 
 class PrometheusIntegration(Model):
-    url: str = "http://127.0.0.1:9090"
+    url: Url = "http://127.0.0.1:9090"
 
 
 class AwsIntegration(Model):
     region: str = "eu-central-1"
     secondary_region: str | None = "eu-west-1"
-    endpoint_url: str | None = None
+    endpoint_url: Url | None = None
     profile: str | None = None
 
 
 class KubernetesIntegration(Model):
     kubeconfig: str | None = None
+    context: str | None = Field(default=None, description="kubeconfig context (default: its current context)")
 
 
 class VaultIntegration(Model):
-    address: str = "http://127.0.0.1:8200"
+    address: Url = "http://127.0.0.1:8200"
     namespace: str | None = None
     mount: str = "secret"
 
@@ -210,6 +269,71 @@ class Integrations(Model):
     aws: AwsIntegration = AwsIntegration()
     kubernetes: KubernetesIntegration = KubernetesIntegration()
     vault: VaultIntegration = VaultIntegration()
+
+
+# Per-environment overrides: the same fields, each absent unless it differs from the global
+# integrations (tests/unit/test_settings.py keeps the two field lists in step).
+
+
+class PagerDutyOverride(Model):
+    token: SecretRef | None = None
+    from_: str | None = Field(default=None, alias="from")
+    base_url: Given[Url] = None
+    ca_bundle: str | None = None
+    timeout: Given[Duration] = None
+    request_timeout: Given[Duration] = None
+
+
+class PrometheusOverride(Model):
+    url: Given[Url] = None
+
+
+class AwsOverride(Model):
+    region: Given[str] = None
+    secondary_region: str | None = None
+    endpoint_url: Url | None = None
+    profile: str | None = None
+
+
+class KubernetesOverride(Model):
+    kubeconfig: str | None = None
+    context: str | None = None
+
+
+class VaultOverride(Model):
+    address: Given[Url] = None
+    namespace: str | None = None
+    mount: Given[str] = None
+
+
+class IntegrationOverrides(Model):
+    pagerduty: PagerDutyOverride | None = None
+    prometheus: PrometheusOverride | None = None
+    aws: AwsOverride | None = None
+    kubernetes: KubernetesOverride | None = None
+    vault: VaultOverride | None = None
+
+
+class EnvironmentSettings(Model):
+    """One environment; its ``integrations`` name only the fields that differ from the global ones."""
+
+    integrations: IntegrationOverrides = IntegrationOverrides()
+
+
+def _environment_map(value: Any) -> Any:
+    """The list form ``[production, staging]`` read as the mapping form, without overrides."""
+    if isinstance(value, list):
+        if not all(isinstance(name, str) for name in value):
+            raise ValueError("environment names must be text, like production")
+        seen: set[str] = set()
+        for name in value:
+            if name in seen:
+                raise ValueError(f"environment {name!r} is listed twice")
+            seen.add(name)
+        return {name: {} for name in value}
+    if isinstance(value, dict):
+        return {name: {} if given is None else given for name, given in value.items()}
+    return value
 
 
 # -------------------------------------------------------------------- policy
@@ -280,6 +404,10 @@ class Policy(Model):
         default="warn", description="what to do with env:NAME secret references"
     )
     lock_ttl: Duration = Field(default=timedelta(seconds=60), description="lock lease, renewed while held")
+    lock_wait: Duration = Field(
+        default=timedelta(seconds=15),
+        description="how long a short operation (an incident command) waits for a held lock before giving up",
+    )
 
     @field_validator("severities", mode="before")
     @classmethod
@@ -329,9 +457,19 @@ class StateConfig(Model):
 class Config(Model):
     """The whole opsctl.yaml."""
 
+    model_config = ConfigDict(extra="forbid", validate_by_name=False, validate_by_alias=True)
+
     version: Literal[1] = 1
     default_env: Name = "production"
-    environments: list[Name] = Field(default_factory=lambda: ["production", "staging"])
+    environment_settings: Annotated[
+        dict[Name, EnvironmentSettings],
+        BeforeValidator(_environment_map, json_schema_input_type=list[Name] | dict[Name, EnvironmentSettings]),
+    ] = Field(
+        default_factory=lambda: {"production": EnvironmentSettings(), "staging": EnvironmentSettings()},
+        validation_alias="environments",
+        title="Environments",
+        description="environment names, or a mapping of each name to its integration overrides",
+    )
     tiers: dict[int, TierOverride] = Field(default_factory=dict)
     teams: dict[Name, Team] = Field(default_factory=dict)
     policy: Policy = Policy()
@@ -357,6 +495,26 @@ class Config(Model):
             else:
                 merged[number] = Tier.model_validate(given)
         return dict(sorted(merged.items()))
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def environments(self) -> list[str]:
+        """The environment names, in the config's order (either form of ``environments``)."""
+        return list(self.environment_settings)
+
+    def integrations_for(self, env: str) -> Integrations:
+        """The global ``integrations`` with environment ``env``'s overrides merged field by field."""
+        settings = self.environment_settings.get(env)
+        if settings is None:
+            return self.integrations
+        overrides = settings.integrations
+        updates: dict[str, BaseModel] = {}
+        for block in overrides.model_fields_set:
+            override = getattr(overrides, block)
+            if override is not None:
+                changes = {name: getattr(override, name) for name in override.model_fields_set}
+                updates[block] = getattr(self.integrations, block).model_copy(update=changes)
+        return self.integrations.model_copy(update=updates)
 
     def service(self, name: str) -> Service | None:
         return next((s for s in self.services if s.name == name), None)
@@ -387,7 +545,7 @@ def cross_check(data: dict[str, Any]) -> list[tuple[tuple[Any, ...], str]]:
             if missing:
                 problems.append((("tiers", key), f"new tier {number} needs {', '.join(missing)}"))
     envs = data.get("environments", ["production", "staging"])
-    envs = envs if isinstance(envs, list) else []
+    envs = list(envs) if isinstance(envs, list | dict) else []
     default_env = data.get("default_env", "production")
     if envs and isinstance(default_env, str) and default_env not in envs:
         problems.append((("default_env",), f"environment {default_env!r} is not in environments"))
@@ -418,4 +576,64 @@ def cross_check(data: dict[str, Any]) -> list[tuple[tuple[Any, ...], str]]:
                 problems.append(
                     (("services", index, "environments", env), f"environment {env!r} is not in environments")
                 )
+    policy = data.get("policy")
+    if isinstance(policy, dict) and policy.get("plaintext_env_secrets") == "refuse":
+        for loc, value in references(data):
+            if value.startswith("env:"):
+                problems.append((loc, _ENV_REFUSED))
     return problems
+
+
+_ENV_REFUSED = (
+    "an env: secret reference, refused by policy.plaintext_env_secrets: refuse; "
+    "use vault:PATH#KEY, aws-sm:NAME or file:PATH"
+)
+
+
+def references(data: Any, model: Any = None, loc: tuple[Any, ...] = ()) -> Iterator[tuple[tuple[Any, ...], str]]:
+    """Every value of raw config ``data`` in a field that takes a secret reference, with its
+    location; found from the models' types, so a new secret field is covered without a list."""
+    tp: Any = Config if model is None else model
+    origin, args = get_origin(tp), get_args(tp)
+    if origin is Annotated:
+        if any(meta is REFERENCE_FIELD for meta in tp.__metadata__):
+            if isinstance(data, str):
+                yield loc, data
+            return
+        yield from references(data, args[0], loc)
+    elif isinstance(tp, type) and issubclass(tp, BaseModel):
+        if not isinstance(data, dict):
+            return
+        for name, info in tp.model_fields.items():
+            key = info.validation_alias if isinstance(info.validation_alias, str) else info.alias or name
+            if key not in data:
+                continue
+            if any(meta is REFERENCE_FIELD for meta in info.metadata):
+                if isinstance(data[key], str):
+                    yield (*loc, key), data[key]
+            else:
+                yield from references(data[key], info.annotation, (*loc, key))
+    elif origin in (Union, types.UnionType):
+        for arg in args:
+            yield from references(data, arg, loc)
+    elif origin is list and isinstance(data, list):
+        for index, item in enumerate(data):
+            yield from references(item, args[0], (*loc, index))
+    elif origin is dict and isinstance(data, dict):
+        for key, item in data.items():
+            yield from references(item, args[1], (*loc, key))
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON schema of opsctl.yaml, every default written as the config writes it
+    (durations as ``30s``: pydantic would give ISO 8601 ``PT30S``, which the schema's own
+    duration pattern refuses)."""
+    from pydantic.json_schema import GenerateJsonSchema
+
+    class Schema(GenerateJsonSchema):
+        def encode_default(self, dft: Any) -> Any:
+            if isinstance(dft, timedelta):
+                return format_duration(dft)
+            return super().encode_default(dft)
+
+    return Config.model_json_schema(by_alias=True, schema_generator=Schema)

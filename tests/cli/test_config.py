@@ -70,8 +70,36 @@ def test_validate_reports_every_problem_with_line(opsctl, tmp_path):
 @pytest.mark.parametrize(
     ("text", "needle"),
     [
-        ("services:\n  - name: a\n   tier: 1\n", ":3: YAML syntax error"),
+        (
+            "services:\n  - name: a\n   tier: 1\n",
+            ":3: YAML syntax error: did not find expected '-' indicator: check the indentation of this line",
+        ),
+        (
+            "version: 1\ndescription: a: b\n",
+            ":2: YAML syntax error: mapping values are not allowed in this context: probably the indentation",
+        ),
         ("version: 1\nversion: 1\n", ":2: version: duplicate key"),
+        (
+            "services:\n  - name: auth\n    tier: 1\n    owner: t\n    tier: 2\n",
+            ":5: services.auth.tier: duplicate key",
+        ),
+        ("", ": the config is empty (only comments or blank lines)"),
+        ("# nothing but a comment\n\n", ": the config is empty (only comments or blank lines)"),
+        (
+            "policy:\n  business_hours: {start: '09:00', end: 18:00}\n",
+            ':2: policy.business_hours.end: write "18:00" in quotes: YAML reads 18:00 unquoted as the number 1080',
+        ),
+        (
+            "policy: {plaintext_env_secrets: refuse}\nstate:\n  url: env:OPSCTL_STATE_URL\n",
+            ":3: state.url: an env: secret reference, refused by policy.plaintext_env_secrets: refuse",
+        ),
+        ("state:\n  url: postgresql://u@db/x?password=hunter22\n", ":2: state.url: holds a password in plain text"),
+        ("state:\n  url: host=db password=hunter22\n", ":2: state.url: holds a password in plain text"),
+        ("state:\n  redis_url: redis://h/9?password=hunter22\n", ":2: state.redis_url: holds a password"),
+        (
+            "integrations:\n  prometheus: {url: 'http://u:hunter22@prom:9090'}\n",
+            ":2: integrations.prometheus.url: holds a password in plain text",
+        ),
         ("- just\n- a list\n", ":1: the config must be a mapping"),
         ("services:\n  - {name: a, owner: t}\n", ":2: services.a.tier: required key is missing"),
         ("default_env: prod\n", ":1: default_env: environment 'prod' is not in environments"),
@@ -94,6 +122,34 @@ def test_each_kind_of_problem(opsctl, tmp_path, text, needle):
     assert needle in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
     assert "hunter22" not in result.stderr
+
+
+PER_ENV = """\
+environments:
+  production: {}
+  staging:
+    integrations:
+      prometheus: {url: http://prometheus.staging:9090}
+      kubernetes: {kubeconfig: ~/.kube/staging, context: staging-eu}
+"""
+
+
+def test_mapping_form_of_environments(opsctl, tmp_path):
+    path = write(tmp_path, PER_ENV + "services:\n  - {name: a, tier: 2, owner: t}\n")
+    summary = opsctl("-o", "json", "config", "validate", str(path)).json()
+    assert summary["valid"] is True and summary["environments"] == ["production", "staging"]
+    shown = opsctl("-c", str(path), "--env", "staging", "-o", "json", "config", "show", "a")
+    assert shown.code == 0, shown.stderr
+    assert shown.json()["env"] == "staging"
+    unknown = opsctl("-c", str(path), "--env", "qa", "services")
+    assert unknown.code == 2 and "unknown environment 'qa'" in unknown.stderr
+
+
+def test_an_unknown_key_in_an_environment_override_is_located(opsctl, tmp_path):
+    path = write(tmp_path, PER_ENV.replace("context: staging-eu", "contxt: staging-eu"))
+    result = opsctl("config", "validate", str(path))
+    assert result.code == 2
+    assert result.stderr.startswith(f"{path}:6: environments.staging.integrations.kubernetes.contxt: unknown key")
 
 
 def test_any_command_on_a_bad_config_exits_2(opsctl, tmp_path):
