@@ -1,4 +1,8 @@
-"""`opsctl services` and `opsctl tiers`."""
+"""`opsctl services` and `opsctl tiers`.
+
+Value cells hold no spaces (``200ms``, ``<200ms``, ``auth,billing``) and free text comes
+last, so ``opsctl services | awk '{print $5}'`` picks one column on every row.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ def register(app: typer.Typer) -> None:
 
 def services(
     ctx: typer.Context,
-    tier: int | None = typer.Option(None, "--tier", "-t", help="Only services of this tier."),
+    tier: int | None = typer.Option(None, "--tier", help="Only services of this tier."),
 ) -> None:
     """List the services with their tier, owner and SLA."""
     from opsctl import inventory
@@ -29,7 +33,7 @@ def services(
             Column("tier"),
             Column("owner"),
             Column("sla", "AVAIL", fmt=lambda s: f"{s['availability']}%"),
-            Column("sla", "P95", fmt=lambda s: f"{s['p95_latency_ms']} ms" if s["p95_latency_ms"] else "-"),
+            Column("sla", "P95", fmt=lambda s: _ms(s["p95_latency_ms"])),
             Column("sla", "RPO", fmt=lambda s: s["rpo"]),
             Column("sla", "RTO", fmt=lambda s: s["rto"]),
             Column("description"),
@@ -46,11 +50,15 @@ def tiers(ctx: typer.Context) -> None:
         inventory.tiers(c.snapshot),
         columns=[
             Column("tier", style="bold"),
-            Column("description"),
             Column("availability", "AVAIL", fmt=lambda v: f"{v}%"),
-            Column("p95_latency_ms", "P95", fmt=lambda v: f"< {v} ms" if v else "-"),
+            Column("p95_latency_ms", "P95", fmt=lambda v: f"<{_ms(v)}" if v else "-"),
             Column("rpo", "RPO"),
             Column("rto", "RTO"),
-            Column("services"),
+            Column("services", fmt=lambda names: ",".join(names) if names else "-"),
+            Column("description"),
         ],
     )
+
+
+def _ms(value: int | None) -> str:
+    return f"{value}ms" if value else "-"

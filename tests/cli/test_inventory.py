@@ -59,3 +59,50 @@ def test_unknown_service_suggests(opsctl, example_config):
     assert result.code == 2
     assert "unknown service 'auht'" in result.stderr and "did you mean auth" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def fields(stdout: str) -> list[list[str]]:
+    assert stdout.endswith("\n")
+    return [line.split("\t") for line in stdout[:-1].split("\n")]
+
+
+def test_services_in_a_pipe_are_one_field_per_column(opsctl, example_config):
+    result = opsctl("--config", str(example_config), "services")  # stdout is a pipe here
+    assert result.code == 0, result.stderr
+    rows = fields(result.stdout)
+    assert rows[0] == ["NAME", "TIER", "OWNER", "AVAIL", "P95", "RPO", "RTO", "DESCRIPTION"]
+    assert all(len(row) == 8 for row in rows)
+    by_name = {row[0]: row for row in rows[1:]}
+    assert by_name["billing"][:7] == ["billing", "0", "payments", "99.99%", "200ms", "0m", "15m"]
+    assert by_name["jobs"][4] == "-"
+    # awk '{print $5}': every value cell is one word and free text comes last
+    assert [line.split()[4] for line in result.stdout.splitlines()] == [row[4] for row in rows]
+
+
+def test_tiers_in_a_pipe_are_one_field_per_column(opsctl, example_config):
+    result = opsctl("--config", str(example_config), "tiers")
+    assert result.code == 0, result.stderr
+    rows = fields(result.stdout)
+    assert rows[0] == ["TIER", "AVAIL", "P95", "RPO", "RTO", "SERVICES", "DESCRIPTION"]
+    assert rows[1][:6] == ["0", "99.99%", "<200ms", "0m", "15m", "auth,billing"]
+    assert [line.split()[:6] for line in result.stdout.splitlines()] == [row[:6] for row in rows]
+
+
+def test_terminal_table_cells_hold_no_inner_spaces(opsctl, example_config):
+    result = opsctl("--config", str(example_config), "--no-color", "tiers", env={"FORCE_COLOR": "1"})
+    assert result.code == 0, result.stderr
+    line = next(line for line in result.stdout.splitlines() if line.startswith("0 "))
+    assert line.split()[:6] == ["0", "99.99%", "<200ms", "0m", "15m", "auth,billing"]
+
+
+def test_hostile_text_in_config_cannot_drive_the_terminal(opsctl, tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        'services:\n  - {name: lab, tier: 3, owner: research, description: "lab\\e[2J\\e[Hall clear\\nerror: forged"}\n'
+    )
+    for env in ({}, {"FORCE_COLOR": "1"}):
+        result = opsctl("-c", str(config), "--no-color", "services", env=env)
+        assert result.code == 0, result.stderr
+        assert "\x1b" not in result.stdout and "lab\\x1b[2J\\x1b[Hall" in result.stdout
+        assert not any(line.startswith("error") for line in result.stdout.splitlines())
+    assert fields(opsctl("-c", str(config), "services").stdout)[1][7] == "lab\\x1b[2J\\x1b[Hall clear\\nerror: forged"

@@ -6,6 +6,7 @@ import io
 import json
 import logging
 import re
+import sys
 
 import httpx
 
@@ -68,3 +69,19 @@ def test_outgoing_http_carries_traceparent():
             http.get("http://example.invalid/y")
     assert all(h and h.startswith(f"00-{trace}-") and h.endswith("-01") for h in seen)
     assert seen[0] != seen[1]  # a child span has its own id
+
+
+def test_json_log_lines_mask_escaped_forms_of_secrets():
+    """The JSON formatter redacts the serialized line: a secret with a quote or a newline is
+    JSON-escaped there, and an exception text holds its repr."""
+    secret = 'tok-"quoted"\nline2'
+    redact.register(secret)
+    try:
+        raise ValueError(f"bad header {secret.encode()!r}")
+    except ValueError:
+        record = logging.LogRecord("opsctl.t", logging.ERROR, __file__, 1, "got %s", (secret,), sys.exc_info())
+    line = oplog.JsonFormatter().format(record)
+    entry = json.loads(line)
+    assert entry["message"] == "got ***"
+    assert "ValueError: bad header b'***'" in entry["exception"]
+    assert "tok-" not in line and "line2" not in line
