@@ -1,8 +1,15 @@
 """Secret references: ``vault:PATH#KEY``, ``aws-sm:NAME[#KEY]``, ``file:PATH`` and ``env:NAME``.
 
-A reference is resolved lazily, at most once per resolver (the context holds one per process),
-and every value is registered with :mod:`opsctl.redact` before it is returned.  Error messages
-name the reference, never the value.  httpx and boto3 are imported only when they are needed.
+A reference is resolved lazily, at most once per resolver (the context holds one per process).
+Every value is registered with :mod:`opsctl.redact` the moment it is read, then stripped of
+surrounding whitespace and checked to be one line without control characters: a token file with
+a second line would otherwise end up in an HTTP header, and the client's "illegal header value"
+error would print it.  Error messages name the reference, never the value.
+
+The clients can be supplied by the caller (a per-context registry that also closes them): an
+``httpx.Client`` for Vault, which the resolver then never closes, and a factory
+``(region, endpoint_url, profile) -> client`` for AWS Secrets Manager.  Vault is read through the
+shared retry loop (:mod:`opsctl.integrations.retry`).  httpx and boto3 are imported only when needed.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import re
 import sys
 import threading
 import time
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,8 +40,15 @@ Scheme = Literal["vault", "aws-sm", "file", "env"]
 SCHEMES: tuple[Scheme, ...] = ("vault", "aws-sm", "file", "env")
 FORMS = "vault:PATH#KEY, aws-sm:NAME[#KEY], file:PATH or env:NAME"
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_RETRY_DELAYS = (0.2, 0.5)  # two quick retries for connection errors, 429 and 5xx
 _VAULT_DEFAULT = "http://127.0.0.1:8200"
+VAULT_BUDGET = 30.0  # seconds for one secret read, retries included
+VAULT_REQUEST_TIMEOUT = 10.0  # per attempt (connecting: 5 s at most), capped by what is left
+VAULT_ATTEMPTS = 3  # two quick retries for connection errors, 429 and 5xx
+VAULT_BACKOFF = 0.2
+_FILE_LIMIT = 64 * 1024
+
+AwsClientFactory = Callable[[str | None, str | None, str | None], Any]
+"""``(region, endpoint_url, profile) -> a boto3 secretsmanager client``."""
 
 
 class VaultLike(Protocol):
@@ -93,6 +108,40 @@ def parse_ref(text: str) -> SecretRef:
     return SecretRef(scheme, path, key, text)
 
 
+def check_secret(value: str, label: str) -> str:
+    """``value`` without surrounding whitespace, registered for redaction; :class:`UsageError`
+    naming ``label`` (never the value) unless it is one line without control characters."""
+    register(value)
+    stripped = value.strip()
+    lines = stripped.splitlines()
+    for line in lines:
+        register(line.strip())
+    if len(lines) > 1:
+        raise UsageError(
+            f"{label} has {len(lines)} lines; a secret must be a single line",
+            "keep only the secret itself in it, without comments or a second value",
+        )
+    bad = next((c for c in stripped if unicodedata.category(c) in ("Cc", "Cf")), None)  # incl. invisible ones
+    if bad is not None:
+        raise UsageError(
+            f"{label} contains a control character (U+{ord(bad):04X}); a secret must be printable text",
+            "keep only the secret itself in it",
+        )
+    return stripped
+
+
+def _default_aws_client(region: str | None, endpoint_url: str | None, profile: str | None) -> Any:
+    import boto3
+    from botocore.config import Config as BotoConfig
+
+    session = boto3.Session(profile_name=profile, region_name=region)
+    return session.client(
+        "secretsmanager",
+        endpoint_url=endpoint_url,
+        config=BotoConfig(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5, read_timeout=10),
+    )
+
+
 def _stderr_warning(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr)
 
@@ -101,7 +150,11 @@ class SecretResolver:
     """Resolves references lazily and caches them (one lookup per reference).
 
     A path of a single segment (``vault:db#dsn``) uses ``vault_mount``; otherwise the first
-    segment is the KV v2 mount.  ``http_client`` makes a new ``httpx.Client`` for Vault.
+    segment is the KV v2 mount.  ``vault_client``: the ``httpx.Client`` Vault is read with,
+    owned (and closed) by the caller; without it each read builds and closes its own (trusting
+    ``$VAULT_CACERT``).  ``aws_client``: makes the Secrets Manager client, called once per secret
+    read, with the configured region, endpoint and profile.  ``sleep``/``monotonic`` drive the
+    retries' waits and time budget.
     """
 
     def __init__(
@@ -112,13 +165,16 @@ class SecretResolver:
         env_policy: Literal["warn", "refuse"] = "warn",
         warn: Callable[[str], None] = _stderr_warning,
         vault_mount: str = "secret",
-        http_client: Callable[[], httpx.Client] | None = None,
+        vault_client: httpx.Client | None = None,
+        aws_client: AwsClientFactory | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._vault, self._aws = vault, aws
         self._env_policy, self._warn = env_policy, warn
         self._vault_mount = vault_mount
-        self._http_client, self._sleep = http_client, sleep
+        self._vault_client, self._aws_client = vault_client, aws_client or _default_aws_client
+        self._sleep, self._monotonic = sleep, monotonic
         self._lock = threading.Lock()
         self._values: dict[str, str] = {}
         self._documents: dict[tuple[str, str], Any] = {}  # fetched secrets, shared by their keys
@@ -139,10 +195,10 @@ class SecretResolver:
         with self._lock:
             if parsed.raw in self._values:
                 return self._values[parsed.raw]
-            value: str = getattr(self, f"_resolve_{parsed.scheme.replace('-', '_')}")(parsed)
+            raw: str = getattr(self, f"_resolve_{parsed.scheme.replace('-', '_')}")(parsed)
+            value = check_secret(raw, f"secret {parsed}")
             if not value:
                 raise UsageError(f"secret reference {parsed} resolved to an empty value")
-            register(value)
             self._values[parsed.raw] = value
             return value
 
@@ -151,7 +207,11 @@ class SecretResolver:
     def _resolve_file(self, ref: SecretRef) -> str:
         path = Path(ref.path).expanduser()
         try:
-            return path.read_text(encoding="utf-8").rstrip("\r\n")
+            with path.open("rb") as fh:
+                data = fh.read(_FILE_LIMIT + 1)
+            if len(data) > _FILE_LIMIT:
+                raise UsageError(f"secret file {path} (reference {ref}) is larger than {_FILE_LIMIT // 1024} KiB")
+            return data.decode("utf-8-sig")  # an editor's byte order mark is not part of the secret
         except FileNotFoundError:
             raise UsageError(f"secret file {path} not found (reference {ref})") from None
         except (OSError, UnicodeDecodeError) as exc:
@@ -189,50 +249,63 @@ class SecretResolver:
     def _fetch_vault(self, ref: SecretRef, address: str, url: str) -> Any:
         import httpx
 
+        from opsctl.integrations.http import HttpClassifier
         from opsctl.integrations.http import client as http_client
+        from opsctl.integrations.retry import Retrier
 
-        headers = {"X-Vault-Token": _vault_token(), "Accept": "application/json"}
-        register(headers["X-Vault-Token"])
+        token = check_secret(_vault_token(), "the Vault token (VAULT_TOKEN or ~/.vault-token)")
+        headers = {"X-Vault-Token": token, "Accept": "application/json"}
         namespace = os.environ.get("VAULT_NAMESPACE") or (self._vault.namespace if self._vault else None)
         if namespace:
             headers["X-Vault-Namespace"] = namespace
-        make = self._http_client or (
-            lambda: http_client(timeout=httpx.Timeout(10.0, connect=5.0), verify=os.environ.get("VAULT_CACERT") or True)
+        retrier = Retrier(
+            f"Vault at {address}",
+            request_timeout=VAULT_REQUEST_TIMEOUT,
+            classifier=HttpClassifier(detail=_vault_errors),
+            sleep=self._sleep,
+            monotonic=self._monotonic,
+            hint=f"{ref} could not be read; check that Vault is up and unsealed (VAULT_ADDR)",
+            hints={"tls": "set VAULT_CACERT to the CA that signed Vault's certificate"},
+            backoff_initial=VAULT_BACKOFF,
+            max_attempts=VAULT_ATTEMPTS,
         )
-        problem = ""
-        for attempt in range(len(_RETRY_DELAYS) + 1):
-            if attempt:
-                self._sleep(_RETRY_DELAYS[attempt - 1])
-            try:
-                with make() as client:
-                    response = client.get(url, headers=headers)
-            except httpx.HTTPError as exc:
-                problem = f"{type(exc).__name__}: {exc}"
-                continue
-            if response.status_code == 429 or response.status_code >= 500:
-                problem = f"HTTP {response.status_code}{_vault_errors(response)}"
-                continue
-            if response.status_code == 403:
-                raise UsageError(
-                    f"Vault at {address} denied access to {ref} (403{_vault_errors(response)})",
-                    hint="check the token's policies, or run 'vault login'",
-                )
-            if response.status_code == 404:
-                if _deleted(response):
-                    raise UsageError(f"secret {ref} is deleted in Vault at {address}", hint="undelete or rewrite it")
-                raise UsageError(f"secret {ref} not found in Vault at {address}", hint="check the mount and path")
-            if response.status_code != 200:
-                raise UsageError(
-                    f"Vault at {address} rejected {ref} (HTTP {response.status_code}{_vault_errors(response)})"
-                )
-            try:
-                data = response.json()["data"]["data"]
-            except (ValueError, KeyError, TypeError):
-                raise UpstreamError(f"Vault at {address} sent an unexpected answer for {ref}") from None
-            if not isinstance(data, dict):
-                raise UpstreamError(f"Vault at {address} sent no data for {ref}")
-            return data
-        raise UpstreamError(f"Vault at {address} failed for {ref} after {len(_RETRY_DELAYS) + 1} attempts ({problem})")
+        owned = None
+        if self._vault_client is None:
+            owned = http_client(timeout=httpx.Timeout(10.0, connect=5.0), verify=os.environ.get("VAULT_CACERT") or True)
+        client = self._vault_client or owned
+        assert client is not None
+        try:
+            response = retrier.call(
+                lambda timeout: client.get(
+                    url, headers=headers, timeout=httpx.Timeout(timeout, connect=min(5.0, timeout))
+                ),
+                f"GET {ref}",
+                retrier.budget(VAULT_BUDGET),
+                idempotent=True,
+            )
+        finally:
+            if owned is not None:
+                owned.close()
+        if response.status_code == 403:
+            raise UsageError(
+                f"Vault at {address} denied access to {ref} (403{_vault_errors(response)})",
+                hint="check the token's policies, or run 'vault login'",
+            )
+        if response.status_code == 404:
+            if _deleted(response):
+                raise UsageError(f"secret {ref} is deleted in Vault at {address}", hint="undelete or rewrite it")
+            raise UsageError(f"secret {ref} not found in Vault at {address}", hint="check the mount and path")
+        if response.status_code != 200:
+            raise UsageError(
+                f"Vault at {address} rejected {ref} (HTTP {response.status_code}{_vault_errors(response)})"
+            )
+        try:
+            data = response.json()["data"]["data"]
+        except (ValueError, KeyError, TypeError):
+            raise UpstreamError(f"Vault at {address} sent an unexpected answer for {ref}") from None
+        if not isinstance(data, dict):
+            raise UpstreamError(f"Vault at {address} sent no data for {ref}")
+        return data
 
     # ------------------------------------------------------------- aws
 
@@ -254,18 +327,11 @@ class SecretResolver:
         return _pick(data, ref, f"AWS secret {ref.path}")
 
     def _fetch_aws(self, ref: SecretRef, region: str | None, endpoint: str | None) -> str:
-        import boto3
-        from botocore.config import Config as BotoConfig
         from botocore.exceptions import BotoCoreError, ClientError, ProfileNotFound
 
         where = f"AWS Secrets Manager ({endpoint or region or 'default region'})"
         try:
-            session = boto3.Session(profile_name=self._aws.profile if self._aws else None, region_name=region)
-            client = session.client(
-                "secretsmanager",
-                endpoint_url=endpoint,
-                config=BotoConfig(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5, read_timeout=10),
-            )
+            client = self._aws_client(region, endpoint, self._aws.profile if self._aws else None)
             answer = client.get_secret_value(SecretId=ref.path)
         except ProfileNotFound as exc:
             raise UsageError(f"cannot read {ref}: {exc}", hint="check integrations.aws.profile") from None

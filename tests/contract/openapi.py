@@ -1,9 +1,10 @@
 """Contract checks against the official PagerDuty REST API v2 OpenAPI document.
 
-The spec (``rest-openapiv3.json`` from PagerDuty/api-schema, see
-``shared/specs/pagerduty/SOURCE.md``) is loaded once per process. It is located through
-``$OPSCTL_PD_SPEC`` or, by default, ``<repo>/../shared/specs/pagerduty/rest-openapiv3.json``
-computed from this file's location.
+The spec is loaded once per process: by default the cut of PagerDuty/api-schema's
+``reference/REST/openapiv3.json`` committed next to this file
+(``pagerduty/rest-openapiv3.cut.json``: the operations opsctl uses and every component they
+reference; source, commit and checksums in ``pagerduty/SOURCE.md``, made by
+``scripts/cut_pagerduty_spec.py``), or the document ``$OPSCTL_PD_SPEC`` names (e.g. the full one).
 
 Two entry points:
 
@@ -71,13 +72,15 @@ class SpecNotFoundError(FileNotFoundError):
     """The PagerDuty OpenAPI document could not be found."""
 
 
+CUT_PATH = Path(__file__).resolve().parent / "pagerduty" / "rest-openapiv3.cut.json"
+
+
 def default_spec_path() -> Path:
-    """``$OPSCTL_PD_SPEC`` if set, else ``<repo>/../shared/specs/pagerduty/rest-openapiv3.json``."""
+    """``$OPSCTL_PD_SPEC`` if set, else the committed cut (:data:`CUT_PATH`)."""
     env = os.environ.get(SPEC_ENV)
     if env:
         return Path(env)
-    repo = Path(__file__).resolve().parents[2]
-    return repo.parent / "shared" / "specs" / "pagerduty" / "rest-openapiv3.json"
+    return CUT_PATH
 
 
 # --------------------------------------------------------------------------------------------
@@ -309,8 +312,8 @@ def _load(path: str) -> Contract:
     file = Path(path)
     if not file.is_file():
         raise SpecNotFoundError(
-            f"PagerDuty OpenAPI spec not found at {file}. Set ${SPEC_ENV} to the path of "
-            "rest-openapiv3.json (see shared/specs/pagerduty/SOURCE.md)."
+            f"PagerDuty OpenAPI spec not found at {file}. Set ${SPEC_ENV} to the path of a PagerDuty "
+            "REST OpenAPI document, or unset it to use the committed cut (see tests/contract/pagerduty/SOURCE.md)."
         )
     with file.open(encoding="utf-8") as fh:
         spec = json.load(fh)
@@ -318,7 +321,7 @@ def _load(path: str) -> Contract:
 
 
 def get_contract(path: str | os.PathLike[str] | None = None) -> Contract:
-    """The process-wide, lazily loaded contract (the 2.7 MB spec is parsed once)."""
+    """The process-wide, lazily loaded contract (the spec is parsed once per path)."""
     with _contract_lock:
         return _load(str(Path(path) if path is not None else default_spec_path()))
 

@@ -306,11 +306,9 @@ def test_429_beyond_the_budget_gives_up_at_once(pd: PagerDutyFake, make_adapter:
     adapter = make_adapter(budget=3.0)
     created = create(adapter)
     pd.inject_rate_limit(method="PUT", retry_after=60, ratelimit_reset=60)
-    started = time.monotonic()
     with pytest.raises(UpstreamError) as excinfo:
         adapter.acknowledge(created.id)
-    assert time.monotonic() - started < 1.0
-    assert clock.sleeps == []
+    assert clock.sleeps == []  # gave up at once: no wait at all
     error = excinfo.value
     assert error.exit_code == ExitCode.UPSTREAM
     assert error.message.startswith("PagerDuty unreachable after 1 attempt in ")
@@ -404,13 +402,14 @@ def test_a_reset_status_update_is_not_retried(pd: PagerDutyFake, adapter: PagerD
     assert len(pd.requests_to("POST", "/incidents/{id}/status_updates")) == 1
 
 
-def test_a_timeout_on_create_leaves_one_incident(pd: PagerDutyFake, make_adapter: AdapterFactory) -> None:
+def test_a_timeout_on_create_leaves_one_incident(pd: PagerDutyFake, make_adapter: AdapterFactory, clock: Clock) -> None:
     adapter = make_adapter(request_timeout=0.4)
-    pd.inject_delay(1.2, method="POST", path="/incidents")
-    started = time.monotonic()
+    pd.inject_delay(4.0, method="POST", path="/incidents")
     created = create(adapter, priority_name=None)
-    assert time.monotonic() - started < 1.2  # it did not wait for the slow answer
-    wait_until_answered(pd)  # the slow first POST is processed too, after the fact
+    posts = pd.requests_to("POST", "/incidents")
+    assert not posts[0].answered  # it did not wait for the slow answer: the fake is still holding it
+    assert clock.sleeps == [0.5]
+    wait_until_answered(pd, timeout=15.0)  # the slow first POST is processed too, after the fact
     assert [i["id"] for i in pd.incidents()] == [created.id]
     posts = pd.requests_to("POST", "/incidents")
     assert len(posts) == 2
@@ -439,18 +438,23 @@ def test_resets_on_every_create_still_make_one_incident(pd: PagerDutyFake, adapt
     assert [r.status for r in pd.requests_to("POST", "/incidents")] == [None, None, 201]
 
 
-def test_pagerduty_down_fails_within_the_budget(pd_tls: TLSMaterial) -> None:
+def test_pagerduty_down_fails_within_the_budget(pd_tls: TLSMaterial, clock: Clock) -> None:
     fake = PagerDutyFake(tls=pd_tls).start()
     base_url = fake.base_url
     fake.stop()  # nothing listens on the port any more
     adapter = PagerDutyAdapter(
-        token="pd-secret-token-123", from_email=FROM, base_url=base_url, ca_bundle=str(pd_tls.ca_path), budget=1.5
+        token="pd-secret-token-123",
+        from_email=FROM,
+        base_url=base_url,
+        ca_bundle=str(pd_tls.ca_path),
+        budget=1.5,
+        sleep=clock.sleep,
+        monotonic=clock.monotonic,
     )
-    started = time.monotonic()
     with adapter, pytest.raises(UpstreamError) as excinfo:
         create(adapter)
-    took = time.monotonic() - started
-    assert took < 1.5
+    # GET /priorities, on its 0.3s share, gives up without waiting; the create waits once.
+    assert clock.sleeps == [0.5]
     error = excinfo.value
     assert error.exit_code == ExitCode.UPSTREAM
     assert int(error.exit_code) == 4
@@ -466,6 +470,84 @@ def test_an_untrusted_certificate_is_not_retried(pd: PagerDutyFake, make_adapter
     assert "TLS certificate verification failed" in excinfo.value.message
     assert excinfo.value.hint and "integrations.pagerduty.ca_bundle" in excinfo.value.hint
     assert clock.sleeps == []
+
+
+# ------------------------------------------------------------------------------------------
+# The optional priority look-up never blocks the page
+# ------------------------------------------------------------------------------------------
+
+PRIORITY_FAULTS: dict[str, Callable[[PagerDutyFake], object]] = {
+    "5xx": lambda pd: pd.inject_status(503, method="GET", path="/priorities", times=50),
+    "timeout": lambda pd: pd.inject_delay(3.0, method="GET", path="/priorities", times=50),
+    "429 beyond its share": lambda pd: pd.inject_rate_limit(method="GET", path="/priorities", retry_after=60),
+    "network error": lambda pd: pd.inject_reset(method="GET", path="/priorities", times=50),
+}
+PRIORITY_PROBLEMS = {
+    "5xx": "HTTP 503 Service Unavailable",
+    "timeout": "no answer within 0.4s",
+    "429 beyond its share": "rate limited (429), asked to wait 60s (a 60s wait does not fit",
+    "network error": "connection dropped before an answer",
+}
+
+
+@pytest.mark.parametrize("fault", list(PRIORITY_FAULTS))
+def test_a_failed_priority_look_up_pages_without_a_priority_and_says_so(
+    pd: PagerDutyFake, make_adapter: AdapterFactory, clock: Clock, fault: str
+) -> None:
+    adapter = make_adapter(budget=2.0, request_timeout=1.0)  # GET /priorities gets 0.4s of it
+    PRIORITY_FAULTS[fault](pd)
+    pd.inject_status(500, method="POST", path="/incidents")  # and the create still has time to retry
+    created = create(adapter)
+    assert [i["id"] for i in pd.incidents()] == [created.id]
+    assert pd.incident(created.id)["priority"] is None
+    assert "priority" not in pd.requests_to("POST", "/incidents")[-1].body["incident"]
+    [warning] = created.warnings
+    assert warning.startswith("created without a priority: GET /priorities failed: PagerDuty unreachable after ")
+    assert PRIORITY_PROBLEMS[fault] in warning
+    assert pd.token not in warning
+    assert [r.status for r in pd.requests_to("POST", "/incidents")] == [500, 201]
+    # The look-up stayed within its share: at most one 0.5s backoff of its own, then the create's.
+    assert sum(clock.sleeps) <= 1.0 and clock.sleeps[-1] == 0.5
+    if fault == "timeout":
+        pd.clear_faults()
+        wait_until_answered(pd, timeout=15.0)
+
+
+def test_a_failed_priority_look_up_is_tried_again_on_the_next_create(
+    pd: PagerDutyFake, adapter: PagerDutyAdapter
+) -> None:
+    pd.inject_status(503, method="GET", path="/priorities", times=2)
+    first = create(adapter)
+    assert first.warnings and pd.incident(first.id)["priority"] is None
+    second = create(adapter, incident_key="opsctl/auth/INC-2")
+    assert second.warnings == ()
+    assert pd.incident(second.id)["priority"]["name"] == "P1"
+
+
+def test_the_warning_survives_a_create_found_by_key(pd: PagerDutyFake, adapter: PagerDutyAdapter) -> None:
+    pd.inject_status(502, method="GET", path="/priorities", times=50)
+    pd.inject_reset_during_create()
+    created = create(adapter)
+    assert [i["id"] for i in pd.incidents()] == [created.id]
+    assert created.warnings and "HTTP 502 Bad Gateway" in created.warnings[0]
+
+
+def test_a_rejected_token_on_the_priority_look_up_still_fails(pd: PagerDutyFake, make_adapter: AdapterFactory) -> None:
+    adapter = make_adapter(token="not-the-token")
+    with pytest.raises(UpstreamError, match=r"^PagerDuty rejected the API token \(401\)$"):
+        create(adapter)
+    assert calls(pd) == [("GET", "/priorities", 401)]
+
+
+def test_an_interrupted_wait_propagates(pd: PagerDutyFake, make_adapter: AdapterFactory) -> None:
+    def interrupted(seconds: float) -> None:
+        raise KeyboardInterrupt
+
+    adapter = make_adapter(sleep=interrupted)
+    pd.inject_status(500, method="POST", path="/incidents")
+    with pytest.raises(KeyboardInterrupt):
+        create(adapter)
+    assert [r.status for r in pd.requests_to("POST", "/incidents")] == [500]
 
 
 # ------------------------------------------------------------------------------------------
@@ -504,6 +586,15 @@ def test_the_token_is_not_in_failure_texts(pd: PagerDutyFake, adapter: PagerDuty
         errors.append(excinfo.value)
     for error in errors:
         assert pd.token not in all_text(error)
+
+
+@pytest.mark.parametrize("token", ["pd-token-value-42\n# rotated", "pd-token\tvalue-42", "pd-token\x00value-42"])
+def test_a_token_that_cannot_be_a_header_is_refused_before_sending(pd: PagerDutyFake, token: str) -> None:
+    with pytest.raises(UsageError) as excinfo:
+        PagerDutyAdapter(token=token, from_email=FROM, base_url=pd.base_url, ca_bundle=str(pd.ca_path))
+    assert excinfo.value.message.startswith("integrations.pagerduty.token ")
+    assert "value-42" not in all_text(excinfo.value)
+    assert pd.requests == []
 
 
 def test_base_url_must_be_https(pd: PagerDutyFake) -> None:

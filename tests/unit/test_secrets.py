@@ -284,15 +284,66 @@ def test_vault_value_and_token_are_registered_for_redaction(vault: FakeVault) ->
     assert redact.redact(f"token {TOKEN}") == f"token {redact.MASK}"
 
 
-def test_vault_with_a_custom_http_client(vault: FakeVault) -> None:
-    made: list[httpx.Client] = []
+def test_vault_with_a_client_the_caller_owns(vault: FakeVault) -> None:
+    vault.put("secret/auth/api", {"key": "api-key-value-1"})
+    sent: list[str] = []
+    with httpx.Client(event_hooks={"request": [lambda request: sent.append(request.url.path)]}) as client:
+        resolver = _resolver(vault, vault_client=client)
+        assert resolver.resolve("vault:secret/auth/db#dsn") == DSN
+        assert resolver.resolve("vault:secret/auth/api#key") == "api-key-value-1"
+        assert sent == ["/v1/secret/data/auth/db", "/v1/secret/data/auth/api"]  # through the supplied client
+        assert not client.is_closed  # the resolver never closes what it was given
+        vault.fail_next(1)
+        assert resolver.resolve("vault:secret/auth/db#user") == "auth"  # cached: no request at all
+    assert len(vault.requests) == 2
 
-    def client() -> httpx.Client:
-        made.append(httpx.Client(timeout=2.0))
-        return made[-1]
 
-    assert _resolver(vault, http_client=client).resolve("vault:secret/auth/db#dsn") == DSN
-    assert len(made) == 1
+def test_vault_retries_429_with_backoff_and_a_time_budget(vault: FakeVault) -> None:
+    now = [0.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    vault.fail_next(2, status=429)
+    resolver = _resolver(vault, sleep=sleep, monotonic=lambda: now[0])
+    assert resolver.resolve("vault:secret/auth/db#dsn") == DSN
+    assert slept == [0.2, 0.4]
+    assert len(vault.requests) == 3
+
+
+def test_vault_wait_interrupted_propagates(vault: FakeVault) -> None:
+    def interrupted(seconds: float) -> None:
+        raise KeyboardInterrupt
+
+    vault.fail_next(1)
+    with pytest.raises(KeyboardInterrupt):
+        _resolver(vault, sleep=interrupted).resolve("vault:secret/auth/db#dsn")
+    assert len(vault.requests) == 1
+
+
+def test_vault_token_with_a_second_line_is_refused_before_sending(
+    vault: FakeVault, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("VAULT_TOKEN")
+    (Path(os.environ["HOME"]) / ".vault-token").write_text(f"{TOKEN}\nold-token-value-0000\n")
+    with pytest.raises(UsageError) as info:
+        _resolver(vault).resolve("vault:secret/auth/db#dsn")
+    assert (
+        info.value.message
+        == "the Vault token (VAULT_TOKEN or ~/.vault-token) has 2 lines; a secret must be a single line"
+    )
+    assert TOKEN not in _message(info.value) and "old-token" not in _message(info.value)
+    assert vault.requests == []
+
+
+def test_vault_value_over_several_lines_is_refused(vault: FakeVault) -> None:
+    vault.put("secret/auth/cert", {"pem": "-----BEGIN KEY-----\nMIIBvalue\n-----END KEY-----\n"})
+    with pytest.raises(UsageError) as info:
+        _resolver(vault).resolve("vault:secret/auth/cert#pem")
+    assert info.value.message == "secret vault:secret/auth/cert#pem has 3 lines; a secret must be a single line"
+    assert redact.redact("MIIBvalue") == redact.MASK
 
 
 def test_from_config_reads_integrations_and_policy(vault: FakeVault) -> None:
@@ -390,6 +441,20 @@ def test_aws_unknown_profile_is_a_usage_error(aws: AwsIntegration) -> None:
         SecretResolver(aws=config).resolve("aws-sm:prod/billing/api-key")
 
 
+def test_aws_with_a_client_factory_the_caller_supplies(aws: AwsIntegration, moto_url: str) -> None:
+    asked: list[tuple[str | None, str | None, str | None]] = []
+
+    def factory(region: str | None, endpoint_url: str | None, profile: str | None) -> Any:
+        asked.append((region, endpoint_url, profile))
+        return boto3.client("secretsmanager", region_name=region, endpoint_url=endpoint_url)
+
+    config = AwsIntegration(region="eu-central-1", endpoint_url=moto_url, profile="ops")
+    resolver = SecretResolver(aws=config, aws_client=factory)
+    assert resolver.resolve("aws-sm:prod/billing/db#password") == "json-pw-0123"
+    assert resolver.resolve("aws-sm:prod/billing/api-key") == "sk_live_plain-string-value"
+    assert asked == [("eu-central-1", moto_url, "ops")] * 2  # one client per secret read, as configured
+
+
 def test_aws_fetches_a_secret_once_for_several_keys(aws: AwsIntegration, moto_url: str) -> None:
     resolver = SecretResolver(aws=aws)
     resolver.resolve("aws-sm:prod/billing/db#username")
@@ -407,8 +472,62 @@ def test_file_contents_without_trailing_newline_and_tilde(tmp_path: Path) -> Non
     resolver = SecretResolver()
     assert resolver.resolve("file:~/.pgpass-opsctl") == "file-secret-value"
     assert redact.redact("file-secret-value!") == f"{redact.MASK}!"
-    (tmp_path / "crlf").write_text("inner\nlines-kept\r\n\n", newline="")
-    assert resolver.resolve(f"file:{tmp_path / 'crlf'}") == "inner\nlines-kept"
+    (tmp_path / "crlf").write_text("crlf-secret-value\r\n\n", newline="")
+    assert resolver.resolve(f"file:{tmp_path / 'crlf'}") == "crlf-secret-value"
+
+
+@pytest.mark.parametrize(
+    "content",
+    ["\npd-token-value-42\n", "pd-token-value-42\t", "  pd-token-value-42 \r\n", "\ufeffpd-token-value-42\n"],
+    ids=["leading newline", "trailing tab", "spaces and crlf", "byte order mark"],
+)
+def test_file_value_loses_surrounding_whitespace(tmp_path: Path, content: str) -> None:
+    path = tmp_path / "pd-token"
+    path.write_text(content, newline="")
+    value = SecretResolver().resolve(f"file:{path}")
+    assert value == "pd-token-value-42"
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        ("pd-token-value-42\n# rotated 2026-08-01\n", "has 2 lines; a secret must be a single line"),
+        ("pd-token-value-42\nold-value-41\nolder-40\n", "has 3 lines; a secret must be a single line"),
+        ("pd-token\x00value-42\n", "contains a control character (U+0000); a secret must be printable text"),
+        ("pd-token\tvalue-42\n", "contains a control character (U+0009); a secret must be printable text"),
+        ("pd-token\x1b[31mvalue\n", "contains a control character (U+001B); a secret must be printable text"),
+        ("pd-token\u2028value-42", "has 2 lines; a secret must be a single line"),
+        ("pd-token\u200bvalue-42", "contains a control character (U+200B); a secret must be printable text"),
+    ],
+    ids=["comment line", "three lines", "nul", "inner tab", "escape", "unicode line separator", "zero width space"],
+)
+def test_file_value_must_be_one_line_without_control_characters(tmp_path: Path, content: str, problem: str) -> None:
+    path = tmp_path / "pd-token"
+    path.write_text(content, newline="")
+    with pytest.raises(UsageError) as info:
+        SecretResolver().resolve(f"file:{path}")
+    error = info.value
+    assert error.exit_code == ExitCode.USAGE
+    assert error.message == f"secret file:{path} {problem}"
+    shown = " ".join([*error.lines(), repr(error), str(error.__cause__), str(error.__context__)])
+    assert "value-42" not in shown and "rotated" not in shown and "\\n" not in shown
+    # Registered before the refusal: whatever echoes it later is masked.
+    assert redact.redact(f"header {content.splitlines()[0].strip()}").endswith(redact.MASK)
+
+
+def test_env_value_with_a_second_line_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPSCTL_TEST_TOKEN", "env-token-value\nsecond")
+    with pytest.raises(UsageError) as info:
+        SecretResolver(warn=lambda message: None).resolve("env:OPSCTL_TEST_TOKEN")
+    assert info.value.message == "secret env:OPSCTL_TEST_TOKEN has 2 lines; a secret must be a single line"
+    assert "env-token-value" not in _message(info.value)
+
+
+def test_file_that_is_too_large_is_refused_without_reading_it_all(tmp_path: Path) -> None:
+    big = tmp_path / "big"
+    big.write_bytes(b"x" * (1024 * 1024))
+    with pytest.raises(UsageError, match=r"is larger than 64 KiB"):
+        SecretResolver().resolve(f"file:{big}")
 
 
 def test_file_missing_is_a_usage_error(tmp_path: Path) -> None:

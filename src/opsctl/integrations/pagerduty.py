@@ -10,6 +10,10 @@ The create is retried like the GETs and PUTs, being idempotent through its ``inc
 after an ambiguous failure the next attempt first looks the incident up by key, and PagerDuty's
 "Open incident with matching dedup key already exists" answer is turned into that incident.
 
+Paging never depends on the optional priority look-up: ``GET /priorities`` runs on a small share
+of the create's budget (:data:`PRIORITY_SHARE`), and when it fails the incident is created
+without a priority and :attr:`PdIncident.warnings` says so.
+
 Every failure is an :class:`~opsctl.errors.UpstreamError` (exit 4) whose text never carries
 the token. ``import pagerduty`` happens only inside methods so that ``opsctl --help`` stays fast.
 """
@@ -17,7 +21,7 @@ the token. ``import pagerduty`` happens only inside methods so that ``opsctl --h
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -41,6 +45,7 @@ DEDUP_MESSAGE = "open incident with matching dedup key already exists on this se
 OPEN_STATUSES = ("triggered", "acknowledged")
 URGENCIES = ("high", "low")
 _PRIORITY_PAGES = 20
+PRIORITY_SHARE = 0.2  # of a create's budget, at most, for the optional GET /priorities
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,7 @@ class PdIncident:
     html_url: str | None
     incident_key: str | None
     created_at: str | None
+    warnings: tuple[str, ...] = ()  # what went wrong without stopping the call, for the user to see
 
 
 @dataclass(frozen=True)
@@ -68,6 +74,10 @@ class PlannedCall:
 # ----------------------------------------------------------------------------------------
 # Internals: the create's early exit, ids, PagerDuty's answers
 # ----------------------------------------------------------------------------------------
+
+
+class _TokenRejected(UpstreamError):
+    """401: nothing else can work with this token either."""
 
 
 class _AlreadyThere(Exception):
@@ -156,7 +166,7 @@ class PagerDutyAdapter(PagerDutyTransport):
         if 200 <= status < 300:
             return
         if status == 401:
-            raise UpstreamError("PagerDuty rejected the API token (401)", TOKEN_HINT)
+            raise _TokenRejected("PagerDuty rejected the API token (401)", TOKEN_HINT)
         if 300 <= status < 400:
             raise UpstreamError(
                 f"PagerDuty answered {method} {path} with a redirect ({status_text(response)})",
@@ -280,13 +290,7 @@ class PagerDutyAdapter(PagerDutyTransport):
         """Create the incident, exactly once: an incident already open under ``incident_key`` is returned."""
         self._validate_create(service_id, title, urgency, incident_key)
         budget = self._new_budget()
-        priority = None
-        if priority_name:
-            found = self._priority_id(priority_name, budget)
-            if found is None:
-                log.debug("PagerDuty has no priority named %r; creating without one", priority_name)
-            else:
-                priority = {"id": found, "type": "priority_reference"}
+        priority, warnings = self._optional_priority(priority_name, budget)
         body = self._create_body(
             service_id=service_id,
             title=title,
@@ -315,10 +319,27 @@ class PagerDutyAdapter(PagerDutyTransport):
                     "check the service's open incidents at PagerDuty",
                 )
         except _AlreadyThere as found:
-            return found.incident
+            return replace(found.incident, warnings=warnings)
         self._check(response, "POST", "/incidents")
         data = _json(response, "POST", "/incidents")
-        return _incident_from(data.get("incident"), "POST", "/incidents")
+        return replace(_incident_from(data.get("incident"), "POST", "/incidents"), warnings=warnings)
+
+    def _optional_priority(self, name: str | None, budget: Budget) -> tuple[dict[str, str] | None, tuple[str, ...]]:
+        """The priority reference for ``name``, looked up on a share of ``budget``; a failed
+        look-up is a warning, not a failure: the page matters more than its priority."""
+        if not name:
+            return None, ()
+        try:
+            found = self._priority_id(name, budget.share(PRIORITY_SHARE))
+        except _TokenRejected:
+            raise
+        except UpstreamError as exc:
+            log.debug("PagerDuty GET /priorities failed (%s); creating without a priority", exc.message)
+            return None, (f"created without a priority: GET /priorities failed: {exc.message}",)
+        if found is None:
+            log.debug("PagerDuty has no priority named %r; creating without one", name)
+            return None, ()
+        return {"id": found, "type": "priority_reference"}, ()
 
     def find_open_by_key(self, incident_key: str, service_id: str | None = None) -> PdIncident | None:
         """The open (triggered/acknowledged) incident with this key, on ``service_id`` if given."""
