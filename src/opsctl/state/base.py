@@ -29,6 +29,7 @@ class AuditRecord:
     trace_id: str
     exit_code: int = 0
     message: str = ""
+    run_id: str | None = None  # the run this record belongs to (started, outcome, takeover)
     id: int | None = None
 
 
@@ -68,6 +69,38 @@ class Event:
     type: str
     data: dict[str, Any] = field(default_factory=dict)
     seq: int | None = None
+
+
+@dataclass
+class RunRecord:
+    """One run of a mutating operation, as the state store keeps it.
+
+    ``token`` identifies the driving process: only it may update the run, and a takeover
+    swaps it atomically.  ``state`` is stored as running, succeeded, failed, rolled_back or
+    interrupted; "orphaned" is derived (a running run whose heartbeat is older than its lease).
+    """
+
+    id: str
+    kind: str  # e.g. "incident declare", "deploy canary"
+    service: str | None
+    env: str
+    state: str
+    driver_user: str
+    driver_host: str
+    driver_pid: int
+    token: str
+    lease_seconds: float
+    started_at: datetime
+    heartbeat_at: datetime
+    step: str | None = None
+    step_index: int = 0
+    plan: list[dict[str, Any]] = field(default_factory=list)
+    progress: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)  # what the engine needs to rebuild the steps
+    data: dict[str, Any] = field(default_factory=dict)  # the engine's own state (weights, a cursor)
+    lock_key: str | None = None
+    finished_at: datetime | None = None
+    message: str = ""
 
 
 class ConflictError(Exception):
@@ -150,3 +183,36 @@ class Store(ABC):
     @abstractmethod
     def list_events(self, kind: str, record_id: str) -> list[Event]:
         """In the order they were added."""
+
+    # -------------------------------------------------------------- runs
+    @abstractmethod
+    def create_run(self, run: RunRecord) -> None:
+        """Insert; raise ConflictError if the id exists."""
+
+    @abstractmethod
+    def get_run(self, run_id: str) -> RunRecord | None: ...
+
+    @abstractmethod
+    def list_runs(
+        self,
+        *,
+        service: str | None = None,
+        env: str | None = None,
+        states: list[str] | None = None,
+        limit: int | None = None,
+    ) -> list[RunRecord]:
+        """Newest first."""
+
+    @abstractmethod
+    def update_run(self, run: RunRecord) -> bool:
+        """Write the run's mutable fields if ``run.token`` still drives it; False if not."""
+
+    @abstractmethod
+    def heartbeat_run(self, run_id: str, token: str, now: datetime, progress: dict[str, Any] | None) -> bool:
+        """Renew the heartbeat (and the progress snapshot) if ``token`` still drives the run."""
+
+    @abstractmethod
+    def takeover_run(self, run: RunRecord, expected_token: str, stale_before: datetime) -> bool:
+        """Make ``run`` (its new driver and token) the driver of ``run.id`` atomically, if the run
+        is still driven by ``expected_token`` and is interrupted, failed, or running with a
+        heartbeat older than ``stale_before``.  One winner when several try."""

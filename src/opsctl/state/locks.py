@@ -12,20 +12,16 @@ import getpass
 import json
 import logging
 import os
-import secrets
-import socket
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from types import TracebackType
 from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
 from opsctl import redact as redaction
 from opsctl.errors import RefusedError, UpstreamError, UsageError
 from opsctl.state.base import LockInfo, Store
-from opsctl.timeutil import Clock, isoformat, utcnow
+from opsctl.timeutil import isoformat
 
 log = logging.getLogger("opsctl.locks")
 
@@ -235,93 +231,10 @@ def current_user() -> str:
         return f"uid{os.getuid()}" if hasattr(os, "getuid") else "unknown"
 
 
-class Lock:
-    """A held lease on ``key``; use as a context manager (see :func:`hold`)."""
+def __getattr__(name: str) -> Any:
+    """``hold``/``Lease`` live in :mod:`opsctl.state.lease` (which imports this module)."""
+    if name in ("hold", "Lease", "Lock"):
+        from opsctl.state import lease
 
-    def __init__(
-        self,
-        backend: LockBackend,
-        key: str,
-        *,
-        command: str,
-        ttl: timedelta,
-        clock: Clock = utcnow,
-        user: str | None = None,
-        host: str | None = None,
-        pid: int | None = None,
-    ) -> None:
-        if ttl <= timedelta(0):
-            raise ValueError("a lock ttl must be positive")
-        self.backend, self.key, self.command, self.ttl, self.clock = backend, key, command, ttl, clock
-        self.user = user or current_user()
-        self.host = host or socket.gethostname()
-        self.pid = os.getpid() if pid is None else pid
-        self.token = secrets.token_hex(16)
-        self.info: LockInfo | None = None
-        self.lost = False
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def acquire(self) -> LockInfo:
-        """Take the lock and start renewing it, or raise :class:`LockHeldError` naming the holder."""
-        if self.info is not None:
-            raise RuntimeError(f"{self.key} is already held by this Lock")
-        now = self.clock()
-        info = LockInfo(self.key, self.token, self.user, self.host, self.pid, self.command, now, now + self.ttl)
-        holder = self.backend.acquire(info)
-        if holder is not None:
-            raise LockHeldError(holder)
-        self.info, self.lost = info, False
-        self._stop.clear()
-        self._thread = threading.Thread(
-            target=self._renew_loop, args=(info.expires_at,), name=f"opsctl-lock:{self.key}", daemon=True
-        )
-        self._thread.start()
-        return info
-
-    def _renew_loop(self, deadline: datetime) -> None:
-        while not self._stop.wait(self.ttl.total_seconds() / 3):
-            now = self.clock()
-            try:
-                renewed = self.backend.renew(self.key, self.token, self.ttl, now)
-            except Exception as exc:  # a blip: keep trying while the lease still runs
-                if now < deadline:
-                    log.warning("could not renew the lock %s, retrying: %s", self.key, exc)
-                    continue
-                renewed = False
-            if renewed:
-                deadline = now + self.ttl
-                continue
-            self.lost = True
-            log.warning("lost the lock %s: its lease expired or it was broken; another opsctl may take it", self.key)
-            return
-
-    def release(self) -> None:
-        """Stop renewing and give the lock back (only if still ours)."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-        if self.info is None:
-            return
-        self.info = None
-        if self.lost:
-            return
-        try:
-            if not self.backend.release(self.key, self.token):
-                log.warning("the lock %s was no longer ours when releasing it", self.key)
-        except Exception as exc:  # never mask the command's own outcome; the lease will expire
-            log.warning("could not release the lock %s (it expires by itself): %s", self.key, exc)
-
-    def __enter__(self) -> Lock:
-        self.acquire()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.release()
-
-
-hold = Lock
-"""``with hold(backend, lock_key("deploy", "api", "production"), command="deploy canary", ttl=…):``"""
+        return lease.Lease
+    raise AttributeError(name)

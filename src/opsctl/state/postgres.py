@@ -18,13 +18,43 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from opsctl import redact as redaction
-from opsctl.errors import UpstreamError
+from opsctl.errors import UpstreamError, UsageError
 from opsctl.state import schema as migrations
 from opsctl.state import sql as shared
-from opsctl.state.base import AuditRecord, ConflictError, Event, LockInfo, Record, Store
+from opsctl.state.base import AuditRecord, ConflictError, Event, LockInfo, Record, RunRecord, Store
 
 Row = dict[str, Any]
 _HINT = "check that PostgreSQL is running and reachable, and the state store URL in the config"
+# How psycopg words an option value libpq rejects before connecting ("… invalid port number: …").
+_REJECTED = ("connection is bad: invalid ", "invalid ")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return redaction.redact(text.splitlines()[0] if text else type(exc).__name__)
+
+
+def _register_password(url: str) -> None:
+    """Mask the URL's password in everything printed from now on, even when the URL does not parse
+    (then the text between the first colon of the user info and the last ``@`` is taken)."""
+    if "://" not in url:
+        return
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        userinfo = url.split("://", 1)[1].rpartition("@")[0]
+        password = userinfo.partition(":")[2] if ":" in userinfo else None
+    if password:
+        redaction.register(password)
+        redaction.register(unquote(password))
+
+
+def _bad_url(location: str, exc: BaseException) -> UsageError:
+    reason = _first_line(exc).removeprefix("connection is bad: ")
+    return UsageError(
+        f"invalid state store URL {location}: {reason}",
+        hint="fix state.url in the config (postgresql://USER@HOST[:PORT]/DATABASE[?PARAMETER=VALUE])",
+    )
 
 
 class PostgresStore(Store):
@@ -38,10 +68,7 @@ class PostgresStore(Store):
 
         ``upgrade_to`` stops the upgrade at an older version (for tests and tooling).
         """
-        password = urlsplit(url).password if "://" in url else None
-        if password:
-            redaction.register(password)
-            redaction.register(unquote(password))
+        _register_password(url)
         self._url = url
         self.schema = schema
         self.location = redaction.redact(url)
@@ -49,13 +76,47 @@ class PostgresStore(Store):
         self._mutex = threading.RLock()
         digest = hashlib.sha256(f"opsctl-schema:{schema}".encode()).digest()
         self._advisory_key = int.from_bytes(digest[:8], "big", signed=True)
+        self._check_url()
         self._conn: Any = self._connect()
-        self._migrate(upgrade_to)
+        try:
+            self._migrate(upgrade_to)
+            self._version = self.schema_version()
+        except BaseException:  # refused (damaged, too new) or failed: no session left behind
+            self._conn.close()
+            raise
 
     # ------------------------------------------------------------ plumbing
     def _unreachable(self, exc: BaseException) -> UpstreamError:
-        reason = redaction.redact(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
-        return UpstreamError(f"state store unreachable at {self.location}: {reason}", hint=_HINT)
+        return UpstreamError(f"state store unreachable at {self.location}: {_first_line(exc)}", hint=_HINT)
+
+    def _failure(self, exc: BaseException) -> UpstreamError:
+        """What a failed statement means: no room on the server (SQLSTATE 53100), another resource
+        exhausted (class 53: memory, connections, temp_file_limit), or the server out of reach."""
+        state = str(getattr(exc, "sqlstate", None) or "")
+        if state == "53100":
+            return UpstreamError(
+                f"disk full at {self.location}: {_first_line(exc)}",
+                hint="free space on the PostgreSQL server's data volume (ask its DBA) and rerun;"
+                " the failed write was rolled back",
+            )
+        if state.startswith("53"):
+            return UpstreamError(
+                f"state store at {self.location} is out of resources: {_first_line(exc)} (SQLSTATE {state})",
+                hint="the PostgreSQL server hit a limit (disk, memory, connections, temporary files);"
+                " retry later, or ask its DBA",
+            )
+        return self._unreachable(exc)
+
+    def _check_url(self) -> None:
+        """Refuse a URL libpq cannot parse (exit 2, as any config mistake) before trying to connect."""
+        from psycopg import ProgrammingError
+        from psycopg.conninfo import conninfo_to_dict
+
+        try:
+            urlsplit(self._url)  # an unclosed IPv6 bracket, for one
+            conninfo_to_dict(self._url)  # libpq's own parser: bad escapes, unknown parameters
+        except (ValueError, ProgrammingError) as exc:
+            raise _bad_url(self.location, exc) from exc
 
     def _connect(self) -> Any:
         import psycopg
@@ -69,13 +130,19 @@ class PostgresStore(Store):
             )  # fmt: skip
             conn.execute("SET TIME ZONE 'UTC'")
             conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self.schema)))
+        except psycopg.ProgrammingError as exc:
+            raise _bad_url(self.location, exc) from exc
         except psycopg.Error as exc:
-            raise self._unreachable(exc) from exc
+            reason = _first_line(exc)
+            if reason.startswith(_REJECTED):  # libpq refused an option value before any network I/O
+                raise _bad_url(self.location, exc) from exc
+            raise self._failure(exc) from exc
         return conn
 
     @contextmanager
     def _tx(self) -> Iterator[Any]:
-        """One transaction on the (re)connected session; connection trouble becomes UpstreamError."""
+        """One transaction on the (re)connected session; connection trouble, a full disk and other
+        exhausted server resources become :class:`UpstreamError` (the transaction rolled back)."""
         import psycopg
 
         with self._mutex:
@@ -87,7 +154,7 @@ class PostgresStore(Store):
             except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
                 if self._conn.broken:
                     self._conn.close()
-                raise self._unreachable(exc) from exc
+                raise self._failure(exc) from exc
 
     def _rows(self, query: Any, params: Sequence[Any] = ()) -> list[Row]:
         with self._tx() as conn:
@@ -126,7 +193,7 @@ class PostgresStore(Store):
             if not self._meta_exists():
                 return 0
             with self._tx():
-                return migrations.read_version(self._execute)
+                return migrations.read_version(self._execute, "postgres", self.location)
 
     def close(self) -> None:
         with self._mutex:
@@ -134,15 +201,11 @@ class PostgresStore(Store):
 
     # --------------------------------------------------------------- audit
     def add_audit(self, record: AuditRecord) -> int:
+        has_run_id = self._version >= 3
         rows = self._rows(
-            "INSERT INTO audit (at, username, host, command, service, env, args, outcome, dry_run, trace_id,"
-            " exit_code, message) VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s, %s, %s, %s) RETURNING id",
-            (
-                shared.utc(record.at), record.user, record.host, record.command, record.service, record.env,
-                shared.dumps(record.args), record.outcome, record.dry_run, record.trace_id, record.exit_code,
-                record.message,
-            ),
-        )  # fmt: skip
+            shared.audit_insert("%s", run_id=has_run_id, json_cast="::jsonb") + " RETURNING id",
+            shared.audit_values(record, shared.utc(record.at), record.dry_run, run_id=has_run_id),
+        )
         return int(rows[0]["id"])
 
     def list_audit(
@@ -155,7 +218,7 @@ class PostgresStore(Store):
             AuditRecord(
                 at=shared.utc(r["at"]), user=r["username"], host=r["host"], command=r["command"], service=r["service"],
                 env=r["env"], args=r["args"], outcome=r["outcome"], dry_run=r["dry_run"], trace_id=r["trace_id"],
-                exit_code=r["exit_code"], message=r["message"], id=r["id"],
+                exit_code=r["exit_code"], message=r["message"], id=r["id"], run_id=r.get("run_id"),
             )
             for r in reversed(self._rows(query, params))
         ]  # fmt: skip
@@ -302,3 +365,81 @@ class PostgresStore(Store):
             )
             for r in rows
         ]  # fmt: skip
+
+    # ---------------------------------------------------------------- runs
+    @staticmethod
+    def _run(r: Row) -> RunRecord:
+        values = {name: r[name] for name in shared.RUN_COLUMNS}
+        for name in ("started_at", "heartbeat_at", "finished_at"):
+            values[name] = None if values[name] is None else shared.utc(values[name])
+        return RunRecord(**values)
+
+    @staticmethod
+    def _run_value(run: RunRecord, name: str) -> Any:
+        value = getattr(run, name)
+        if name in shared.RUN_JSON:
+            return shared.dumps(value)
+        if isinstance(value, datetime):
+            return shared.utc(value)
+        return value
+
+    @staticmethod
+    def _placeholder(name: str) -> str:
+        return "%s::jsonb" if name in shared.RUN_JSON else "%s"
+
+    def create_run(self, run: RunRecord) -> None:
+        from psycopg import errors
+
+        columns = shared.RUN_COLUMNS
+        try:
+            self._rows(
+                f"INSERT INTO runs ({', '.join(columns)}) VALUES ({', '.join(self._placeholder(c) for c in columns)})",
+                [self._run_value(run, c) for c in columns],
+            )
+        except errors.UniqueViolation as exc:
+            raise ConflictError(f"run {run.id} already exists") from exc
+
+    def get_run(self, run_id: str) -> RunRecord | None:
+        rows = self._rows("SELECT * FROM runs WHERE id = %s", (run_id,))
+        return self._run(rows[0]) if rows else None
+
+    def list_runs(
+        self,
+        *,
+        service: str | None = None,
+        env: str | None = None,
+        states: list[str] | None = None,
+        limit: int | None = None,
+    ) -> list[RunRecord]:
+        found = shared.runs_select("%s", service=service, env=env, states=states, limit=limit)
+        return [] if found is None else [self._run(r) for r in self._rows(*found)]
+
+    def update_run(self, run: RunRecord) -> bool:
+        sets = ", ".join(f"{c} = {self._placeholder(c)}" for c in shared.RUN_MUTABLE)
+        rows = self._rows(
+            f"UPDATE runs SET {sets} WHERE id = %s AND token = %s RETURNING id",
+            [*(self._run_value(run, c) for c in shared.RUN_MUTABLE), run.id, run.token],
+        )
+        return bool(rows)
+
+    def heartbeat_run(self, run_id: str, token: str, now: datetime, progress: dict[str, Any] | None) -> bool:
+        if progress is None:
+            rows = self._rows(
+                "UPDATE runs SET heartbeat_at = %s WHERE id = %s AND token = %s AND state = 'running' RETURNING id",
+                (shared.utc(now), run_id, token),
+            )
+        else:
+            rows = self._rows(
+                "UPDATE runs SET heartbeat_at = %s, progress = %s::jsonb"
+                " WHERE id = %s AND token = %s AND state = 'running' RETURNING id",
+                (shared.utc(now), shared.dumps(progress), run_id, token),
+            )
+        return bool(rows)
+
+    def takeover_run(self, run: RunRecord, expected_token: str, stale_before: datetime) -> bool:
+        sets = ", ".join(f"{c} = {self._placeholder(c)}" for c in shared.RUN_DRIVER)
+        rows = self._rows(
+            f"UPDATE runs SET {sets} WHERE {shared.takeover_where('%s')} RETURNING id",
+            [*(self._run_value(run, c) for c in shared.RUN_DRIVER), run.id, expected_token, shared.utc(stale_before)],
+        )
+        return bool(rows)

@@ -65,3 +65,64 @@ def records_select(
     if limit is not None:
         query += f" LIMIT {int(limit)}"
     return query, params
+
+
+RUN_COLUMNS = (
+    "id", "kind", "service", "env", "state", "step", "step_index", "plan", "progress", "params", "data",
+    "driver_user", "driver_host", "driver_pid", "token", "lock_key", "lease_seconds", "started_at",
+    "heartbeat_at", "finished_at", "message",
+)  # fmt: skip
+RUN_JSON = ("plan", "progress", "params", "data")
+# What a driver may change on its run (guarded by its token).
+RUN_MUTABLE = ("state", "step", "step_index", "plan", "progress", "data", "heartbeat_at", "finished_at", "message")
+# What a takeover replaces (guarded by the previous token).
+RUN_DRIVER = ("driver_user", "driver_host", "driver_pid", "token", "lease_seconds", "heartbeat_at", "state", "lock_key")
+
+
+def runs_select(
+    ph: str, *, service: str | None, env: str | None, states: list[str] | None, limit: int | None
+) -> tuple[str, list[Any]] | None:
+    """Newest first; ``None`` when the filter can match nothing (an empty state list)."""
+    where, params = ["1 = 1"], []
+    for column, value in (("service", service), ("env", env)):
+        if value is not None:
+            where.append(f"{column} = {ph}")
+            params.append(value)
+    if states is not None:
+        if not states:
+            return None
+        where.append(f"state IN ({', '.join(ph for _ in states)})")
+        params.extend(states)
+    query = f"SELECT * FROM runs WHERE {' AND '.join(where)} ORDER BY started_at DESC, id DESC"
+    if limit is not None:
+        query += f" LIMIT {int(limit)}"
+    return query, params
+
+
+def takeover_where(ph: str) -> str:
+    """The condition under which a takeover may replace a run's driver."""
+    return (
+        f"id = {ph} AND token = {ph} AND (state IN ('interrupted', 'failed')"
+        f" OR (state = 'running' AND heartbeat_at < {ph}))"
+    )
+
+
+AUDIT_COLUMNS = (
+    "at", "username", "host", "command", "service", "env", "args", "outcome", "dry_run", "trace_id",
+    "exit_code", "message", "run_id",
+)  # fmt: skip
+
+
+def audit_insert(ph: str, *, run_id: bool, json_cast: str = "") -> str:
+    """The INSERT for an audit record; a store still at schema v1/v2 (tests, tooling) has no run_id."""
+    columns = AUDIT_COLUMNS if run_id else AUDIT_COLUMNS[:-1]
+    values = [f"{ph}{json_cast}" if c == "args" else ph for c in columns]
+    return f"INSERT INTO audit ({', '.join(columns)}) VALUES ({', '.join(values)})"
+
+
+def audit_values(record: Any, at: Any, dry_run: Any, *, run_id: bool) -> list[Any]:
+    values = [
+        at, record.user, record.host, record.command, record.service, record.env, dumps(record.args),
+        record.outcome, dry_run, record.trace_id, record.exit_code, record.message,
+    ]  # fmt: skip
+    return [*values, record.run_id] if run_id else values

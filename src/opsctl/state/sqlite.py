@@ -4,27 +4,45 @@ Every write runs in ``BEGIN IMMEDIATE`` (the database write lock is taken up
 front, waiting up to the busy timeout), so a lock acquisition is one atomic
 check-and-set across processes.  Instants are stored as fixed-width UTC text
 (``2026-11-26T10:00:00.000000Z``), which sorts and compares correctly as text.
+
+A write that fails rolls back (SQLite may already have done so itself) and comes out as one
+:class:`UpstreamError`: ``disk full at PATH`` when there is no room (SQLITE_FULL, or the
+plain I/O error SQLite reports for EFBIG, the file size limit), ``state store at PATH is
+damaged`` for a corrupt file, so that the CLI says what happened instead of "internal error".
 """
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
 import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
-from opsctl.errors import UpstreamError, UsageError
+from opsctl.errors import OpsctlError, UpstreamError, UsageError
+from opsctl.fsutil import ensure_private_dir
 from opsctl.state import schema
 from opsctl.state import sql as shared
-from opsctl.state.base import AuditRecord, ConflictError, Event, LockInfo, Record, Store
+from opsctl.state.base import AuditRecord, ConflictError, Event, LockInfo, Record, RunRecord, Store
+
+log = logging.getLogger("opsctl.state")
 
 _TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+# SQLite primary result codes (the low byte of ``sqlite_errorcode``) that tell about the file or
+# the disk rather than about our SQL.
+_FULL, _IOERR, _CORRUPT, _NOTADB = 13, 10, 11, 26
+_NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+# Room a write may need beyond a file's end: a WAL frame of the largest page size, and the
+# shared-memory index growing by one 32 KiB region.
+_ROOM = 2 * 65536
 
 
 def _ts(moment: datetime) -> str:
@@ -48,26 +66,43 @@ class SQLiteStore(Store):
         self.location = str(self.path)
         self._mutex = threading.RLock()
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            if not self.path.exists():  # audit rows can be sensitive: owner-only from the start
+            ensure_private_dir(self.path.parent)  # 0700 down from the first missing parent, whatever the umask
+            if not self.path.exists():  # audit rows can be sensitive: owner-only from the start (-wal, -shm follow)
                 os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+        except OSError as exc:
+            if exc.errno in _NO_ROOM:
+                raise self._disk_full(os.strerror(exc.errno)) from exc
+            raise self._cannot_open(exc) from exc
+        try:
             self._db = sqlite3.connect(
                 self.location, timeout=busy_timeout, isolation_level=None, check_same_thread=False
             )
+        except sqlite3.Error as exc:
+            raise self._cannot_open(exc) from exc
+        try:
             self._db.row_factory = sqlite3.Row
             self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.execute("PRAGMA journal_mode = WAL")  # reads the header: a file that is no database fails here
             self._db.execute("PRAGMA synchronous = NORMAL")
-        except (OSError, sqlite3.Error) as exc:
-            raise UsageError(
-                f"cannot open the state store at {self.location}: {exc}",
-                hint="check that the directory is writable, or point OPSCTL_STATE_DIR elsewhere",
-            ) from exc
-        self._migrate(upgrade_to)
+        except sqlite3.Error as exc:
+            self._db.close()
+            raise (self._classify(exc, opening=True) or self._cannot_open(exc)) from exc
+        try:
+            self._migrate(upgrade_to)
+            self._version = self.schema_version()
+        except BaseException:  # refused (damaged, too new) or failed: no connection left behind
+            self._db.close()
+            raise
 
     # ------------------------------------------------------------ plumbing
     def _execute(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         return [tuple(row) for row in self._db.execute(sql, tuple(params)).fetchall()]
+
+    def _cannot_open(self, exc: BaseException) -> UsageError:
+        return UsageError(
+            f"cannot open the state store at {self.location}: {exc}",
+            hint="check that the directory is writable, or point OPSCTL_STATE_DIR elsewhere",
+        )
 
     def _failed(self, exc: sqlite3.Error) -> UpstreamError:
         return UpstreamError(
@@ -75,31 +110,109 @@ class SQLiteStore(Store):
             hint="another opsctl may hold the database for long; retry, or check the disk",
         )
 
+    def _disk_full(self, detail: str) -> UpstreamError:
+        return UpstreamError(
+            f"disk full at {self.location}: {detail}",
+            hint="free space there (or raise the file size limit) and rerun;"
+            " nothing was half-written (SQLite rolls back a write it cannot finish)",
+        )
+
+    def _no_room(self) -> str | None:
+        """Why a write found no room, if it did: the process's file size limit (``ulimit -f``;
+        SQLite reports EFBIG as a plain I/O error) is reached, or the filesystem is full."""
+        try:
+            import resource
+
+            limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]  # RLIM_INFINITY is -1 (or huge)
+        except (ImportError, OSError, ValueError):  # no such limit on this platform
+            limit = -1
+        if limit >= 0:
+            sizes = []
+            for name in self._files():
+                with suppress(OSError):
+                    sizes.append(os.stat(name).st_size)
+            if max(sizes, default=0) + _ROOM > limit:
+                return f"the file size limit of this process (ulimit -f) is {limit} bytes"
+        try:
+            fs = os.statvfs(self.path.parent)
+        except OSError:
+            return None
+        free = fs.f_bavail * fs.f_frsize
+        return f"{free} bytes free" if free < _ROOM else None
+
+    def _files(self) -> list[str]:
+        return [self.location + suffix for suffix in ("", "-wal", "-shm")]
+
+    def _classify(self, exc: sqlite3.Error, *, opening: bool = False) -> OpsctlError | None:
+        """The error to report for ``exc``; None for one that means a bug (SQL, a constraint)."""
+        code = getattr(exc, "sqlite_errorcode", None)
+        primary = code & 0xFF if isinstance(code, int) else None
+        room = self._no_room() if primary in (_FULL, _IOERR) else None
+        if primary == _FULL or room:
+            return self._disk_full(f"{room} ({exc})" if room else str(exc))
+        if primary == _IOERR:
+            name = getattr(exc, "sqlite_errorname", "SQLITE_IOERR")
+            return UpstreamError(
+                f"state store at {self.location} could not be read or written: {exc} ({name})",
+                hint="check the disk and the kernel log (dmesg); a failed write was rolled back",
+            )
+        if primary in (_CORRUPT, _NOTADB):
+            return UpstreamError(
+                f"state store at {self.location} is damaged ({exc})",
+                hint=f"keep the file, it holds the audit log: move {self.path.name} and its -wal and -shm files"
+                " aside (the next opsctl starts a new store) and salvage rows with 'sqlite3 FILE .recover'",
+            )
+        if opening or not isinstance(exc, sqlite3.OperationalError):
+            return None
+        return self._failed(exc)
+
+    def _raise(self, exc: sqlite3.Error) -> NoReturn:
+        """Re-raise ``exc`` as what it means for the user (see :meth:`_classify`)."""
+        error = self._classify(exc)
+        if error is None:
+            raise exc
+        raise error from exc
+
+    def _rollback(self) -> None:
+        """Roll back if a transaction is still open: on a full disk or an I/O error SQLite has
+        already rolled it back itself, and a second ROLLBACK would only hide why."""
+        if not self._db.in_transaction:
+            return
+        try:
+            self._db.execute("ROLLBACK")
+        except sqlite3.Error as exc:
+            log.warning("could not roll back a failed write to %s: %s", self.location, exc)
+
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction holding the database write lock from its first statement."""
+        """One write transaction holding the database write lock from its first statement.
+
+        A failure rolls it back; SQLite errors that are not a bug come out as :class:`UpstreamError`,
+        a constraint violation as itself (callers turn it into a ``ConflictError``)."""
         with self._mutex:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as exc:
-                raise self._failed(exc) from exc
+            except sqlite3.Error as exc:
+                self._raise(exc)
             try:
                 yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            try:
                 self._db.execute("COMMIT")
-            except sqlite3.OperationalError as exc:
-                self._db.execute("ROLLBACK")
-                raise self._failed(exc) from exc
+            except sqlite3.IntegrityError:
+                self._rollback()
+                raise
+            except sqlite3.Error as exc:
+                self._rollback()
+                self._raise(exc)
+            except BaseException:
+                self._rollback()
+                raise
 
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         with self._mutex:
             try:
                 return self._db.execute(sql, tuple(params)).fetchall()
-            except sqlite3.OperationalError as exc:
-                raise self._failed(exc) from exc
+            except sqlite3.Error as exc:
+                self._raise(exc)
 
     def _migrate(self, target: int | None) -> None:
         current = self.schema_version()
@@ -112,7 +225,12 @@ class SQLiteStore(Store):
     def schema_version(self) -> int:
         with self._mutex:
             exists = self._read("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (schema.META_TABLE,))
-            return schema.read_version(self._execute) if exists else 0
+            if not exists:
+                return 0
+            try:
+                return schema.read_version(self._execute, "sqlite", self.location)
+            except sqlite3.Error as exc:
+                self._raise(exc)
 
     def close(self) -> None:
         with self._mutex:
@@ -120,16 +238,12 @@ class SQLiteStore(Store):
 
     # --------------------------------------------------------------- audit
     def add_audit(self, record: AuditRecord) -> int:
+        has_run_id = self._version >= 3
         with self._tx() as db:
             cursor = db.execute(
-                "INSERT INTO audit (at, username, host, command, service, env, args, outcome, dry_run,"
-                " trace_id, exit_code, message) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    _ts(record.at), record.user, record.host, record.command, record.service, record.env,
-                    shared.dumps(record.args), record.outcome, int(record.dry_run), record.trace_id,
-                    record.exit_code, record.message,
-                ),
-            )  # fmt: skip
+                shared.audit_insert("?", run_id=has_run_id),
+                shared.audit_values(record, _ts(record.at), int(record.dry_run), run_id=has_run_id),
+            )
             return int(cursor.lastrowid or 0)
 
     def list_audit(
@@ -144,6 +258,7 @@ class SQLiteStore(Store):
                 at=_dt(r["at"]), user=r["username"], host=r["host"], command=r["command"], service=r["service"],
                 env=r["env"], args=json.loads(r["args"]), outcome=r["outcome"], dry_run=bool(r["dry_run"]),
                 trace_id=r["trace_id"], exit_code=r["exit_code"], message=r["message"], id=r["id"],
+                run_id=r["run_id"] if "run_id" in r.keys() else None,
             )
             for r in reversed(rows)
         ]  # fmt: skip
@@ -286,3 +401,80 @@ class SQLiteStore(Store):
             )
             for r in rows
         ]  # fmt: skip
+
+    # ---------------------------------------------------------------- runs
+    @staticmethod
+    def _run(row: sqlite3.Row) -> RunRecord:
+        values: dict[str, Any] = {name: row[name] for name in shared.RUN_COLUMNS}
+        for name in shared.RUN_JSON:
+            values[name] = json.loads(values[name])
+        for name in ("started_at", "heartbeat_at", "finished_at"):
+            values[name] = None if values[name] is None else _dt(values[name])
+        return RunRecord(**values)
+
+    @staticmethod
+    def _run_value(run: RunRecord, name: str) -> Any:
+        value = getattr(run, name)
+        if name in shared.RUN_JSON:
+            return shared.dumps(value)
+        if isinstance(value, datetime):
+            return _ts(value)
+        return value
+
+    def create_run(self, run: RunRecord) -> None:
+        columns = shared.RUN_COLUMNS
+        try:
+            with self._tx() as db:
+                db.execute(
+                    f"INSERT INTO runs ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})",
+                    [self._run_value(run, c) for c in columns],
+                )
+        except sqlite3.IntegrityError as exc:
+            raise ConflictError(f"run {run.id} already exists") from exc
+
+    def get_run(self, run_id: str) -> RunRecord | None:
+        rows = self._read("SELECT * FROM runs WHERE id = ?", (run_id,))
+        return self._run(rows[0]) if rows else None
+
+    def list_runs(
+        self,
+        *,
+        service: str | None = None,
+        env: str | None = None,
+        states: list[str] | None = None,
+        limit: int | None = None,
+    ) -> list[RunRecord]:
+        found = shared.runs_select("?", service=service, env=env, states=states, limit=limit)
+        return [] if found is None else [self._run(r) for r in self._read(*found)]
+
+    def update_run(self, run: RunRecord) -> bool:
+        sets = ", ".join(f"{c} = ?" for c in shared.RUN_MUTABLE)
+        with self._tx() as db:
+            cursor = db.execute(
+                f"UPDATE runs SET {sets} WHERE id = ? AND token = ?",
+                [*(self._run_value(run, c) for c in shared.RUN_MUTABLE), run.id, run.token],
+            )
+            return cursor.rowcount > 0
+
+    def heartbeat_run(self, run_id: str, token: str, now: datetime, progress: dict[str, Any] | None) -> bool:
+        with self._tx() as db:
+            if progress is None:
+                cursor = db.execute(
+                    "UPDATE runs SET heartbeat_at = ? WHERE id = ? AND token = ? AND state = 'running'",
+                    (_ts(now), run_id, token),
+                )
+            else:
+                cursor = db.execute(
+                    "UPDATE runs SET heartbeat_at = ?, progress = ? WHERE id = ? AND token = ? AND state = 'running'",
+                    (_ts(now), shared.dumps(progress), run_id, token),
+                )
+            return cursor.rowcount > 0
+
+    def takeover_run(self, run: RunRecord, expected_token: str, stale_before: datetime) -> bool:
+        sets = ", ".join(f"{c} = ?" for c in shared.RUN_DRIVER)
+        with self._tx() as db:
+            cursor = db.execute(
+                f"UPDATE runs SET {sets} WHERE {shared.takeover_where('?')}",
+                [*(self._run_value(run, c) for c in shared.RUN_DRIVER), run.id, expected_token, _ts(stale_before)],
+            )
+            return cursor.rowcount > 0
