@@ -6,7 +6,7 @@ import typer
 
 from opsctl.commands._common import context
 
-app = typer.Typer(no_args_is_help=True)
+app = typer.Typer(no_args_is_help=True, rich_markup_mode=None)
 
 
 @app.command("validate")

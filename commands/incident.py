@@ -14,46 +14,73 @@ if TYPE_CHECKING:
     from opsctl.context import Context
     from opsctl.incidents.engine import Outcome
 
-app = typer.Typer(no_args_is_help=True)
+app = typer.Typer(no_args_is_help=True, rich_markup_mode=None)
+
+
+def _due(value: str | None) -> str:
+    return value.replace(" ", "-") if value else "-"  # "overdue-5m": one field per column in pipes
+
+
+def _overdue(value: str | None) -> str | None:
+    return "bold red" if value and value.startswith("overdue") else None
+
 
 _COLUMNS = [
     Column("id", style="bold"),
     Column("service"),
+    Column("env"),
     Column("sev", "SEV", fmt=lambda v: f"SEV-{v}"),
     Column("status", color=lambda v: {"triggered": "red", "acknowledged": "yellow", "resolved": "green"}.get(v)),
-    Column("title"),
-    Column("ack_in", "ACK DUE", color=lambda v: "bold red" if v and v.startswith("overdue") else None),
-    Column("update_in", "UPDATE DUE", color=lambda v: "bold red" if v and v.startswith("overdue") else None),
+    Column("ack_in", "ACK DUE", fmt=_due, color=_overdue),
+    Column("update_in", "UPDATE DUE", fmt=_due, color=_overdue),
     Column("paged", fmt=lambda v: "yes" if v else "NO"),
     Column("backend"),
+    Column("title"),  # free text last: awk '{print $1, $4}' still works
 ]
 
 
 def render(c: Context, outcome: Outcome) -> None:
-    """The incident object on stdout; the plan, notices, warnings and checklist on stderr."""
+    """The incident object on stdout (the plan, for a dry run); notices and the checklist on stderr."""
+    from opsctl.incidents.engine import warnings_of
     from opsctl.incidents.views import checklist, summary
 
     incident = outcome.incident
     for notice in outcome.notices:
         c.output.warn(notice)
+    for warning in warnings_of(outcome):
+        c.output.warn(f"{incident.id}: {warning}")
     if c.dry_run:
-        c.output.info("dry run: nothing recorded, nobody paged")
-        for call in outcome.planned:
-            c.output.info(f"would call PagerDuty: {call.method} {call.path} {call.body or ''}")
-    if not incident.paged and incident.is_open:
-        c.output.warn(f"nobody was paged for {incident.id}: {incident.page_reason}")
+        render_plan(c, outcome)
+        return
+    if outcome.not_paged:
+        c.output.warn(f"NOBODY WAS PAGED for {incident.id}: {outcome.not_paged}; page the on-call yourself if needed")
+    elif outcome.created and not incident.paged and incident.is_open:
+        c.output.info(f"{incident.id} not paged: {incident.page_reason}")
     if c.output.format != "table":
-        data: dict[str, Any] = incident.to_dict()
-        if c.dry_run:
-            data["dry_run"] = True
-            data["planned_calls"] = [{"method": p.method, "path": p.path, "body": p.body} for p in outcome.planned]
-        c.output.data(data)
+        c.output.data(incident.to_dict())
         return
     c.output.data(summary(incident, c.clock()))
     if outcome.created:
         c.output.info(f"Response checklist (SEV-{incident.sev}):")
-        for step in checklist(incident.sev):
+        for step in checklist(incident.sev, incident.id):
             c.output.info(f"  [ ] {step}")
+
+
+def render_plan(c: Context, outcome: Outcome) -> None:
+    """A dry run shows what would happen — never an incident that looks real."""
+    plan = outcome.run.plan if outcome.run is not None else []
+    c.output.info("dry run: nothing recorded, nobody paged" if plan else "dry run: nothing would change")
+    if c.output.format != "table":
+        data: dict[str, Any] = outcome.incident.to_dict()
+        if outcome.created:
+            data["id"] = None  # no incident exists: a dry run must never look real
+        data.update({"dry_run": True, "plan": plan, "planned_calls": outcome.planned_calls})
+        c.output.data(data)
+        return
+    c.output.data(
+        [{"n": i + 1, **step} for i, step in enumerate(plan)],
+        columns=[Column("n", "#"), Column("name", "STEP"), Column("action"), Column("target"), Column("undo")],
+    )
 
 
 def _complete_service(incomplete: str) -> list[str]:
@@ -68,13 +95,17 @@ def _complete_service(incomplete: str) -> list[str]:
 @app.command("declare")
 def declare(
     ctx: typer.Context,
-    service: str = typer.Argument(..., help="The affected service.", autocompletion=_complete_service),
-    sev: int = typer.Option(
-        ..., "--sev", "-s", min=1, max=4, help="1 outage/data loss/breach, 2 major, 3 minor, 4 cosmetic."
+    service: str = typer.Argument(
+        ..., metavar="SERVICE", help="The affected service.", autocompletion=_complete_service
     ),
-    title: str = typer.Option(..., "--title", "-t", help="What is broken, in one line."),
-    details: str | None = typer.Option(None, "--details", "-d", help="More context for the responders."),
-    commander: str | None = typer.Option(None, "--commander", help="The incident commander."),
+    sev: int = typer.Option(
+        ..., "--sev", "-s", min=1, max=4, metavar="1-4", help="1 outage/data loss/breach, 2 major, 3 minor, 4 cosmetic."
+    ),
+    title: str = typer.Option(..., "--title", "-t", metavar="TEXT", help="What is broken, in one line."),
+    details: str | None = typer.Option(
+        None, "--details", "-d", metavar="TEXT", help="More context for the responders."
+    ),
+    commander: str | None = typer.Option(None, "--commander", metavar="USER", help="The incident commander."),
 ) -> None:
     """Declare an incident: page by severity policy (idempotent: the same declaration pages once)."""
     from opsctl.incidents import engine
@@ -83,9 +114,12 @@ def declare(
     try:
         render(c, engine.declare(c, service, sev=sev, title=title, details=details, commander=commander))
     except engine.NotPagedError as exc:
-        from opsctl.incidents.engine import Outcome
+        from opsctl.incidents.views import summary
 
-        render(c, Outcome(exc.incident))
+        if c.output.format != "table":  # scripts still get the incident that was recorded
+            c.output.data(exc.incident.to_dict())
+        else:
+            c.output.data(summary(exc.incident, c.clock()))
         raise
 
 
@@ -93,9 +127,9 @@ def declare(
 def list_(
     ctx: typer.Context,
     all_: bool = typer.Option(False, "--all", "-a", help="Include resolved incidents."),
-    service: str | None = typer.Option(None, "--service", help="Only this service."),
+    service: str | None = typer.Option(None, "--service", help="Only this service.", metavar="SERVICE"),
 ) -> None:
-    """Open incidents with their acknowledgement and update timers (overdue ones stand out)."""
+    """Open incidents, most urgent first, with ack and update timers (only --env's when given)."""
     from opsctl.incidents.views import list_incidents
 
     c = context(ctx)
@@ -132,8 +166,12 @@ def ack(ctx: typer.Context, incident_id: str = typer.Argument(..., metavar="ID")
 def update(
     ctx: typer.Context,
     incident_id: str = typer.Argument(..., metavar="ID"),
-    message: str = typer.Option(..., "--message", "-m", help="What changed, what is being done, next update when."),
-    status: str | None = typer.Option(None, "--status", help="investigating, identified or monitoring."),
+    message: str = typer.Option(
+        ..., "--message", "-m", metavar="TEXT", help="What changed, what is being done, next update when."
+    ),
+    status: str | None = typer.Option(
+        None, "--status", metavar="STATUS", help="investigating, identified or monitoring."
+    ),
 ) -> None:
     """Post a status update (PagerDuty status update + note); resets the update timer."""
     from opsctl.incidents import lifecycle
@@ -146,7 +184,7 @@ def update(
 def resolve(
     ctx: typer.Context,
     incident_id: str = typer.Argument(..., metavar="ID"),
-    resolution: str | None = typer.Option(None, "--resolution", "-r", help="How it was fixed."),
+    resolution: str | None = typer.Option(None, "--resolution", "-r", metavar="TEXT", help="How it was fixed."),
 ) -> None:
     """Resolve: customer impact has ended (starts the post-mortem clock)."""
     from opsctl.incidents import lifecycle
@@ -159,7 +197,9 @@ def resolve(
 def postmortem(
     ctx: typer.Context,
     incident_id: str = typer.Argument(..., metavar="ID"),
-    out: Path | None = typer.Option(None, "--out", help="Write the draft to this file instead of stdout."),
+    out: Path | None = typer.Option(
+        None, "--out", metavar="FILE", help="Write the draft to this file instead of stdout (--yes to replace one)."
+    ),
 ) -> None:
     """A Markdown post-mortem draft: summary, impact, timeline, TTA/TTR, action items."""
     from opsctl.incidents.views import postmortem as draft
@@ -169,12 +209,10 @@ def postmortem(
     if out is None:
         c.output.text(text)
         return
-    if out.exists() and not c.yes:
-        from opsctl.errors import RefusedError
+    from opsctl.fsutil import write_document
 
-        raise RefusedError(f"{out} exists", "use --yes to overwrite it")
-    out.write_text(text, encoding="utf-8")
-    c.output.success(f"wrote {out}")
+    written = write_document(out, text, replace=c.yes)
+    c.output.success(f"wrote {written}")
 
 
 @app.command("sync")
@@ -184,17 +222,34 @@ def sync(ctx: typer.Context) -> None:
 
     c = context(ctx)
     outcomes = engine.sync(c)
-    c.output.data([o.incident.to_dict() for o in outcomes], columns=[*_COLUMNS[:5], _COLUMNS[7]])
+    c.output.data([o.incident.to_dict() for o in outcomes], columns=[*_COLUMNS[:5], _COLUMNS[7], _COLUMNS[9]])
 
 
 @app.command("watch")
 def watch(
     ctx: typer.Context,
-    interval: float = typer.Option(2.0, "--interval", min=0.2, help="Seconds between refreshes."),
-    service: str | None = typer.Option(None, "--service", help="Only this service."),
+    interval: float = typer.Option(2.0, "--interval", min=0.2, max=3600, metavar="SECONDS", help="Between refreshes."),
+    service: str | None = typer.Option(None, "--service", help="Only this service.", metavar="SERVICE"),
+    once: bool = typer.Option(False, "--once", help="One snapshot, then exit."),
 ) -> None:
-    """A live board of open incidents with ack and update countdowns (Ctrl-C to leave)."""
-    from opsctl.incidents.board import run_board
+    """A live board of open incidents (Ctrl-C to leave); in a pipe or with -o json, one snapshot
+    per interval (JSON: one document per line)."""
+    from opsctl.incidents import board
 
     c = context(ctx)
-    run_board(c, interval=interval, service=service, columns=_COLUMNS)
+    frames = board.snapshots(c, interval=interval, service=service, limit=1 if once else None)
+    try:
+        if c.output.format == "table" and c.output.stdout_is_terminal() and not once:
+            from opsctl.display import live_frames
+
+            live_frames(c.output.out, (c.output.table(s["incidents"], _COLUMNS, title=board.title(s)) for s in frames))
+        for snap in frames:
+            if c.output.format == "json":
+                c.output.json_line(snap)
+            elif c.output.format == "yaml":
+                c.output.data(snap)
+            else:
+                c.output.text(board.title(snap))
+                c.output.data(snap["incidents"], columns=_COLUMNS)
+    except KeyboardInterrupt:
+        c.output.info("left the board")

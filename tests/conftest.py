@@ -57,10 +57,12 @@ def pd(pd_tls):
 
 
 class FakeClock:
-    """An injected clock: ``clock()`` is now; ``advance(minutes=5)`` moves it."""
+    """An injected clock: ``clock()`` is now; ``advance(minutes=5)`` moves it; ``sleep(s)`` is the
+    context's sleep (it moves the clock instead of waiting, and counts what was asked)."""
 
     def __init__(self, start):
         self.now = start
+        self.slept: list[float] = []
 
     def __call__(self):
         return self.now
@@ -70,6 +72,10 @@ class FakeClock:
 
         self.now = self.now + timedelta(**delta)
         return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.advance(seconds=seconds)
 
 
 def pagerduty_config(example_text: str, pd, token_file: Path, timeout: str = "4s", request_timeout: str = "2s") -> str:
@@ -87,3 +93,33 @@ def pagerduty_config(example_text: str, pd, token_file: Path, timeout: str = "4s
     start = example_text.index("  pagerduty:\n")
     end = example_text.index("  prometheus:\n")
     return example_text[:start] + block + example_text[end:]
+
+
+PG_ADMIN_URL = os.environ.get("OPSCTL_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def state_config(request, tmp_path: Path, example_config: Path):
+    """A config (the example's topology) whose state lives in SQLite or in a fresh PostgreSQL database."""
+    text = example_config.read_text()
+    if request.param == "postgres":
+        import uuid
+
+        import psycopg
+
+        name = f"opsctl_cli_{uuid.uuid4().hex[:10]}"
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+        text = text.replace("state:\n", f"state:\n  url: {url}\n", 1)
+        request.addfinalizer(lambda: _drop_database(name))
+    path = tmp_path / f"opsctl-{request.param}.yaml"
+    path.write_text(text)
+    return path
+
+
+def _drop_database(name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

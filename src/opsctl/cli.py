@@ -20,6 +20,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain click help: no <bool> on flags, no rich import for --help
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
 
@@ -84,16 +85,25 @@ def root(
         dry_run=dry_run,
         yes=yes,
         verbose=verbose,
+        log_format=log_format.value,
     )
     ctx.obj = context
     ctx.call_on_close(context.close)
+    if env is not None and ctx.invoked_subcommand not in ("completion", None):
+        from opsctl.errors import ConfigError
+
+        try:
+            context.check_env()
+        except ConfigError:
+            pass  # the command itself reports a broken config, with every problem located
 
 
 def _register() -> None:
-    from opsctl.commands import audit, completion, config, incident, inventory
+    from opsctl.commands import audit, completion, config, incident, inventory, runs
 
     app.add_typer(config.app, name="config", help="Check and show the configuration.")
     app.add_typer(incident.app, name="incident", help="Declare and run incidents (PagerDuty or local).")
+    app.add_typer(runs.app, name="runs", help="What is running now across the team, and each run's timeline.")
     inventory.register(app)
     audit.register(app)
     completion.register(app)
@@ -158,18 +168,20 @@ def run(argv: list[str]) -> int:
         completion_init()
     command = typer.main.get_command(app)
     try:
-        command.main(args=hoist_global_options(argv), prog_name="opsctl", standalone_mode=False)
+        code = command.main(args=hoist_global_options(argv), prog_name="opsctl", standalone_mode=False)
     except typer.Exit as exc:
         return int(exc.exit_code)
     except ClickException as exc:
         exc.show()
         return int(exc.exit_code)
-    except (KeyboardInterrupt, typer.Abort):
-        _stderr("interrupted")
+    except (KeyboardInterrupt, typer.Abort) as exc:
+        if debug:
+            _traceback()
+        _stderr("interrupted" + (f" ({exc.signame})" if hasattr(exc, "signame") else ""))
         return int(ExitCode.INTERRUPTED)
     except OpsctlError as exc:
         if debug:
-            raise
+            _traceback()
         from opsctl.errors import ConfigError
 
         prefix = "" if isinstance(exc, ConfigError) else "error: "
@@ -180,18 +192,34 @@ def run(argv: list[str]) -> int:
         return int(ExitCode.OK)
     except Exception as exc:
         if debug:
-            raise
+            _traceback()
         from opsctl.redact import redact
 
         _stderr(
             f"error: internal error ({type(exc).__name__}: {redact(str(exc))}); rerun with OPSCTL_DEBUG=1 for a traceback and report it"
         )
         return int(ExitCode.FAILED)
+    if isinstance(code, int) and code == ExitCode.INTERRUPTED:
+        # typer turns a KeyboardInterrupt into this return value; it must not become exit 0.
+        _stderr("interrupted")
+        return int(ExitCode.INTERRUPTED)
     return int(ExitCode.OK)
 
 
-def _stderr(message: str) -> None:
+def _traceback() -> None:
+    """OPSCTL_DEBUG=1: the traceback on stderr (redacted); the exit code stays the documented one."""
+    import traceback
+
     from opsctl.redact import redact
 
-    sys.stderr.write(redact(message) + "\n")
+    sys.stderr.write(redact(traceback.format_exc()))
+    sys.stderr.flush()
+
+
+def _stderr(message: str) -> None:
+    from opsctl.output import printable
+    from opsctl.redact import redact
+
+    text = printable(redact(message))
+    sys.stderr.write(text + "\n")
     sys.stderr.flush()

@@ -1,7 +1,8 @@
-"""What a command gets: settings, output, clock, state, locks, secrets — built lazily.
+"""What a command gets: settings, output, clock, sleep, progress, and lazily built clients.
 
-One :class:`Context` per invocation.  Tests build their own (``Context(...)``
-with a fixed clock, a temp state dir, captured streams) instead of patching.
+One :class:`Context` per invocation.  Tests build their own (``Context(...)`` with a fixed
+clock and sleep, a temp state dir, captured streams; ``ctx.clients.put(...)`` for their own
+clients) instead of patching.
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ from opsctl.output import Output
 from opsctl.timeutil import Clock, utcnow
 
 if TYPE_CHECKING:
+    from opsctl.clients import Clients
     from opsctl.configfile import Source
     from opsctl.integrations.pagerduty import PagerDutyAdapter
+    from opsctl.operations.progress import Progress, Sink
     from opsctl.secrets import SecretResolver
-    from opsctl.settings import Config, Service
+    from opsctl.settings import Config, Integrations, Service
     from opsctl.state.base import Store
     from opsctl.state.locks import LockBackend
 
@@ -44,6 +47,9 @@ class Context:
     state_dir: Path | None = None
     argv: list[str] = field(default_factory=lambda: list(sys.argv[1:]))
     is_tty: Callable[[], bool] = field(default=lambda: sys.stdin.isatty())
+    sleep: Callable[[float], None] = field(default=lambda seconds: _sleep(seconds))  # cut short by signals in a run
+    log_format: str = "text"
+    quiet: bool = False
 
     # ------------------------------------------------------------ config
     @cached_property
@@ -74,33 +80,46 @@ class Context:
         """The environment this invocation works in (``--env``, ``$OPSCTL_ENV``, the config's default)."""
         env = self.env_name or self.settings.default_env
         if env not in self.settings.environments:
-            known = ", ".join(self.settings.environments)
-            raise UsageError(f"unknown environment {env!r}", f"use one of: {known}")
+            raise UsageError(f"unknown environment {env!r}", _env_hint(env, list(self.settings.environments)))
         return env
 
-    def service(self, name: str) -> Service:
-        """The named service with its environment's blocks applied; exit 2 with suggestions if unknown."""
+    def service(self, name: str, *, env: str | None = None) -> Service:
+        """The named service with the blocks of ``env`` (default: this invocation's) applied;
+        exit 2 with suggestions if unknown."""
         found = self.settings.service(name)
         if found is None:
             names = [s.name for s in self.settings.services]
             close = difflib.get_close_matches(name, names, n=3)
             hint = f"did you mean {', '.join(close)}?" if close else "run 'opsctl services' to list them"
             raise UsageError(f"unknown service {name!r}", hint)
-        return found.in_env(self.env)
+        from opsctl.logging import set_service
 
-    # ------------------------------------------------------------- state
+        set_service(found.name)
+        return found.in_env(env or self.env)
+
+    def check_env(self) -> None:
+        """Refuse an unknown ``--env``/``$OPSCTL_ENV`` early (exit 2, with suggestions), from the
+        cached config snapshot so that even the fast read-only commands check it."""
+        if self.env_name is None or "settings" in self.__dict__:
+            return
+        known = list(self.snapshot.get("environments", []))
+        if known and self.env_name not in known:
+            raise UsageError(f"unknown environment {self.env_name!r}", _env_hint(self.env_name, known))
+
+    def integrations_for(self, env: str | None = None) -> Integrations:
+        """The integration settings of ``env`` (default: this invocation's), overrides merged."""
+        return self.settings.integrations_for(env or self.env)
+
+    # ------------------------------------------------------------- clients
     @cached_property
-    def secrets(self) -> SecretResolver:
-        from opsctl.secrets import SecretResolver
+    def clients(self) -> Clients:
+        from opsctl.clients import Clients
 
-        settings = self.settings
-        return SecretResolver(
-            vault=settings.integrations.vault,
-            aws=settings.integrations.aws,
-            env_policy=settings.policy.plaintext_env_secrets,
-            warn=self.output.warn,
-            vault_mount=settings.integrations.vault.mount,
-        )
+        return Clients(self)
+
+    @property
+    def secrets(self) -> SecretResolver:
+        return self.clients.get("secrets")  # type: ignore[no-any-return]
 
     def resolve(self, value: str | None) -> str | None:
         """A config value that may be a secret reference, resolved (lazily, once per process)."""
@@ -110,45 +129,40 @@ class Context:
             return value
         return self.secrets.resolve(value)
 
-    @cached_property
+    @property
     def store(self) -> Store:
-        from opsctl.state import default_state_dir, open_store
+        return self.clients.get("state")  # type: ignore[no-any-return]
 
-        url = self.resolve(self.settings.state.url)
-        return open_store(url, self.state_dir or default_state_dir())
-
-    @cached_property
+    @property
     def locks(self) -> LockBackend:
-        from opsctl.state.locks import RedisLockBackend, StoreLockBackend
+        return self.clients.get("locks")  # type: ignore[no-any-return]
 
-        state = self.settings.state
-        if state.locks == "redis":
-            url = self.resolve(state.redis_url)
-            if not url:
-                raise UsageError("state.locks is redis but state.redis_url is not set", "set state.redis_url")
-            return RedisLockBackend(url)
-        return StoreLockBackend(self.store)
-
-    @cached_property
+    @property
     def pagerduty(self) -> PagerDutyAdapter | None:
-        """The PagerDuty client, or None when no token is configured (incidents stay local)."""
-        settings = self.settings.integrations.pagerduty
-        if not settings.token:
-            return None
-        if not settings.from_:
-            raise UsageError("integrations.pagerduty.from is not set", "set it to the email PagerDuty should act as")
-        from opsctl.integrations.pagerduty import PagerDutyAdapter
+        """The PagerDuty client of this environment, or None when no token is configured."""
+        return self.clients.get("pagerduty")  # type: ignore[no-any-return]
 
-        token = self.resolve(settings.token)
-        assert token is not None
-        return PagerDutyAdapter(
-            token=token,
-            from_email=settings.from_,
-            base_url=settings.base_url,
-            ca_bundle=settings.ca_bundle,
-            budget=settings.timeout.total_seconds(),
-            request_timeout=settings.request_timeout.total_seconds(),
-        )
+    # ------------------------------------------------------------- progress
+    def progress_sink(self, *, quiet: bool = False) -> Sink:
+        """Where progress is drawn: a live display on a terminal, lines in a pipe, JSON lines
+        with ``--log-format json``; nothing for a ``quiet`` task (a short one) unless ``-v``."""
+        if self.quiet or (quiet and self.verbose == 0):
+            from opsctl.operations.progress import NullSink
+
+            return NullSink()
+        from opsctl import display
+
+        if self.log_format == "json":
+            return display.JsonSink(self.clock)
+        if self.output.interactive:
+            return display.LiveSink(self.output.err)
+        return display.LineSink(self.output.err, self.clock)
+
+    def progress(self, title: str = "") -> Progress:
+        """A progress reporter for an engine's long task (outside a run: a scan, a wait)."""
+        from opsctl.operations.progress import Progress
+
+        return Progress(self.progress_sink(), self.clock, title=title)
 
     # ------------------------------------------------------ confirmation
     def needs_confirmation(self, service: Service | None) -> bool:
@@ -166,25 +180,32 @@ class Context:
             )
         import typer
 
-        answer = typer.confirm(f"{question} [{self.env}]?", default=False, err=True)
+        try:
+            answer = typer.confirm(f"{question} [{self.env}]?", default=False, err=True)
+        except typer.Abort as exc:  # Ctrl-C at the prompt is an interruption; end of input is a "no"
+            if isinstance(exc.__context__, KeyboardInterrupt):
+                raise exc.__context__ from None
+            answer = False
         if not answer:
             raise RefusedError("not confirmed; nothing was changed")
 
     def close(self) -> None:
-        for name in ("pagerduty", "store"):
-            resource = self.__dict__.get(name)
-            if resource is not None:
-                resource.close()
+        clients = self.__dict__.get("clients")
+        if clients is not None:
+            clients.close()
+
+
+def _sleep(seconds: float) -> None:
+    from opsctl.operations.signals import interruptible_sleep
+
+    interruptible_sleep(seconds)
+
+
+def _env_hint(name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=2)
+    listed = ", ".join(known)
+    return f"did you mean {' or '.join(close)}? (environments: {listed})" if close else f"use one of: {listed}"
 
 
 def environ_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
-
-
-def audit_args(params: dict[str, Any]) -> dict[str, Any]:
-    """Command arguments as they go into the audit log: secrets masked, None dropped."""
-    from opsctl.output import to_plain
-    from opsctl.redact import redact_data
-
-    cleaned = {k: v for k, v in params.items() if v is not None and k not in ("ctx",)}
-    return dict(redact_data(to_plain(cleaned)))

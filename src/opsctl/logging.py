@@ -68,18 +68,32 @@ class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         service = getattr(record, "service", None)
         prefix = f"[{service}] " if service else ""
-        text = f"{record.levelname.lower()}: {prefix}{record.getMessage()}"
+        from opsctl.output import printable
+
+        text = printable(redact(f"{record.levelname.lower()}: {prefix}{record.getMessage()}"))
         if record.exc_info:
-            text += "\n" + self.formatException(record.exc_info)
-        return redact(text)
+            text += "\n" + printable(redact(self.formatException(record.exc_info)), multiline=True)
+        return text
+
+
+class _CurrentStderr:
+    """Writes to whatever ``sys.stderr`` is at the time: a live progress display redirects it,
+    so log lines are printed above the display instead of tearing it."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
 
 
 def setup(fmt: str = "text", verbosity: int = 0, stream: IO[str] | None = None) -> None:
     """Configure the ``opsctl`` logger: WARNING by default, INFO with -v, DEBUG with -vv."""
     logger = logging.getLogger("opsctl")
-    for handler in list(logger.handlers):
-        logger.removeHandler(handler)
-    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    for old in list(logger.handlers):
+        logger.removeHandler(old)
+    target: Any = stream if stream is not None else _CurrentStderr()
+    handler = logging.StreamHandler(target)
     handler.addFilter(ContextFilter())
     handler.addFilter(RedactingFilter())
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())

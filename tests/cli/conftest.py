@@ -48,33 +48,3 @@ def opsctl(isolated: Path) -> Runner:
     """``opsctl(*args)`` runs the installed console script with the test's isolated environment."""
     assert OPSCTL.exists(), f"{OPSCTL} missing: install the package (pip install -e .[test])"
     return Runner(dict(os.environ))
-
-
-PG_ADMIN_URL = os.environ.get("OPSCTL_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def state_config(request, tmp_path: Path, example_config: Path):
-    """A config (the example's topology) whose state lives in SQLite or in a fresh PostgreSQL database."""
-    text = example_config.read_text()
-    if request.param == "postgres":
-        import uuid
-
-        import psycopg
-
-        name = f"opsctl_cli_{uuid.uuid4().hex[:10]}"
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-        url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-        text = text.replace("state:\n", f"state:\n  url: {url}\n", 1)
-        request.addfinalizer(lambda: _drop_database(name))
-    path = tmp_path / f"opsctl-{request.param}.yaml"
-    path.write_text(text)
-    return path
-
-
-def _drop_database(name: str) -> None:
-    import psycopg
-
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -26,7 +26,7 @@ def start_holder(config):
     return proc
 
 
-def test_lock_is_shown_refused_broken_and_every_attempt_audited(opsctl, state_config):
+def test_unlock_refuses_a_live_holder_and_every_attempt_is_audited(opsctl, state_config):
     cfg = ("-c", str(state_config))
     holder = start_holder(state_config)
     try:
@@ -34,17 +34,23 @@ def test_lock_is_shown_refused_broken_and_every_attempt_audited(opsctl, state_co
         assert [(lk["key"], lk["command"], lk["pid"]) for lk in locks] == [
             ("deploy/auth@production", "deploy canary auth", holder.pid)
         ]
+        alive = opsctl(*cfg, "--yes", "unlock", "deploy", "auth")  # its holder is alive on this host
+        assert alive.code == 3, alive.stderr
+        assert "still running on this host" in alive.stderr and "--force" in alive.stderr
 
-        refused = opsctl(*cfg, "unlock", "deploy", "auth")  # no terminal, no --yes
-        assert refused.code == 3, refused.stderr
-        assert "confirmation needed" in refused.stderr and "--yes" in refused.stderr
+        unconfirmed = opsctl(*cfg, "unlock", "deploy", "auth", "--force")  # no terminal, no --yes
+        assert unconfirmed.code == 3, unconfirmed.stderr
+        assert "confirmation needed" in unconfirmed.stderr and "--yes" in unconfirmed.stderr
 
-        dry = opsctl(*cfg, "--dry-run", "-o", "json", "unlock", "deploy", "auth")
+        dry = opsctl(*cfg, "--dry-run", "-o", "json", "unlock", "deploy", "auth", "--force")
         assert dry.code == 0, dry.stderr
-        assert dry.json()["broken"] is False
+        assert (
+            dry.json()["broken"] is False
+            and dry.json()["plan"][0]["action"] == "delete the lock deploy/auth@production"
+        )
         assert len(opsctl(*cfg, "-o", "json", "locks").json()) == 1
 
-        done = opsctl(*cfg, "--yes", "-o", "json", "unlock", "deploy", "auth")
+        done = opsctl(*cfg, "--yes", "-o", "json", "unlock", "deploy", "auth", "--force")
         assert done.code == 0, done.stderr
         assert done.json()["broken"] is True and done.json()["holder"]["pid"] == holder.pid
         assert opsctl(*cfg, "-o", "json", "locks").json() == []
@@ -58,20 +64,35 @@ def test_lock_is_shown_refused_broken_and_every_attempt_audited(opsctl, state_co
     entries = opsctl(*cfg, "-o", "json", "audit", "--service", "auth").json()
     assert [(e["command"], e["outcome"], e["dry_run"]) for e in entries] == [
         ("unlock", "refused", False),
+        ("unlock", "refused", False),
         ("unlock", "ok", True),
+        ("unlock", "started", False),
         ("unlock", "ok", False),
         ("unlock", "refused", False),
     ]
     for entry in entries:
         assert entry["user"] and entry["host"] and len(entry["trace_id"]) == 32
-        assert entry["args"] == {"kind": "deploy", "service": "auth"} and entry["env"] == "production"
+        assert entry["args"]["kind"] == "deploy" and entry["args"]["service"] == "auth"
+        assert entry["env"] == "production"
     assert entries[0]["exit_code"] == 3
-    assert "broke lock held by" in entries[2]["message"]
-    assert len({e["trace_id"] for e in entries}) == 4  # one trace per invocation
+    assert "broke the lock held by" in entries[4]["message"] and entries[4]["run_id"] == entries[3]["run_id"]
+    assert len({e["trace_id"] for e in entries}) == 5  # one trace per invocation
 
     assert opsctl(*cfg, "-o", "json", "audit", "--service", "billing").json() == []
     table = opsctl(*cfg, "audit")
     assert table.code == 0 and "unlock" in table.stdout and "refused" in table.stdout
+
+
+def test_unlock_breaks_the_lock_of_a_dead_holder_without_force(opsctl, state_config):
+    cfg = ("-c", str(state_config))
+    holder = start_holder(state_config)
+    holder.kill()  # SIGKILL: its lease (30 s) is still current, but nobody holds it any more
+    holder.wait()
+    [lock] = opsctl(*cfg, "-o", "json", "locks").json()
+    assert lock["pid"] == holder.pid
+    done = opsctl(*cfg, "--yes", "-o", "json", "unlock", "deploy", "auth")
+    assert done.code == 0, done.stderr
+    assert done.json()["broken"] is True and opsctl(*cfg, "-o", "json", "locks").json() == []
 
 
 def test_audit_since_filter_and_bad_since(opsctl, state_config):

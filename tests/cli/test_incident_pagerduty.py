@@ -19,7 +19,9 @@ def config(pd, tmp_path):
 
 
 def declare(opsctl, config, *extra: str, title: str = "login fails"):
-    return opsctl("-c", str(config), "-o", "json", "incident", "declare", "auth", "--sev", "1", "--title", title, *extra)
+    return opsctl(
+        "-c", str(config), "-o", "json", "incident", "declare", "auth", "--sev", "1", "--title", title, *extra
+    )
 
 
 def test_contract_example_config_is_used(config, pd):
@@ -83,7 +85,12 @@ def test_pagerduty_unreachable_records_locally_says_so_and_delivers_later(opsctl
     shown = opsctl("-c", str(config), "-o", "json", "incident", "show", pending["id"]).json()
     assert [e["event"] for e in shown["timeline"]] == ["declared", "page_failed", "paged"]
     audit = opsctl("-c", str(config), "-o", "json", "audit").json()
-    assert [(a["outcome"], a["exit_code"]) for a in audit] == [("upstream", 4), ("ok", 0)]
+    assert [(a["outcome"], a["exit_code"]) for a in audit] == [
+        ("started", 0),
+        ("upstream", 4),
+        ("started", 0),
+        ("ok", 0),
+    ]
 
 
 def test_sync_delivers_pending_incidents(opsctl, pd, config):
@@ -104,3 +111,40 @@ def test_dry_run_prints_the_calls_and_sends_nothing(opsctl, pd, config):
     assert (call["method"], call["path"]) == ("POST", "/incidents")
     assert call["body"]["incident"]["urgency"] == "high"
     assert pd.requests == []
+
+
+def test_each_environment_pages_through_its_own_pagerduty(opsctl, pd, pd_tls, tmp_path):
+    """Per-environment integrations: staging's PagerDuty base URL overrides the global one."""
+    from tests.fakes.pagerduty import PagerDutyFake
+
+    with PagerDutyFake(tls=pd_tls) as staging_pd:
+        text = pagerduty_config(EXAMPLE.read_text(), pd, tmp_path / "pd-token", timeout="6s")
+        text = text.replace(
+            "environments: [production, staging]",
+            "environments:\n  production: {}\n  staging:\n    integrations:\n"
+            f"      pagerduty: {{base_url: {staging_pd.base_url}}}",
+        )
+        config = tmp_path / "opsctl.yaml"
+        config.write_text(text)
+        prod = declare(opsctl, config, title="prod down")
+        staging = opsctl(
+            "-c",
+            str(config),
+            "-e",
+            "staging",
+            "-o",
+            "json",
+            "incident",
+            "declare",
+            "auth",
+            "--sev",
+            "1",
+            "--title",
+            "staging down",
+        )
+        assert prod.code == 0 and staging.code == 0, prod.stderr + staging.stderr
+        assert [i["title"] for i in pd.incidents()] == ["[SEV-1] auth: prod down"]
+        assert [i["title"] for i in staging_pd.incidents()] == ["[SEV-1] auth: staging down"]
+        ack = opsctl("-c", str(config), "-o", "json", "incident", "ack", staging.json()["id"])
+        assert ack.code == 0, ack.stderr  # the incident's own environment decides where it lives
+        assert staging_pd.incidents()[0]["status"] == "acknowledged" and pd.incidents()[0]["status"] == "triggered"

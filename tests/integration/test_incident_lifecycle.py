@@ -57,7 +57,9 @@ def paged_expected(world: World) -> bool:
 
 def test_sev1_full_lifecycle(world: World):
     ctx = world.ctx()
-    declared = engine.declare(ctx, "auth", sev=1, title="Login fails for all users", details="5xx on /login", commander="alice").incident
+    declared = engine.declare(
+        ctx, "auth", sev=1, title="Login fails for all users", details="5xx on /login", commander="alice"
+    ).incident
     assert declared.status == "triggered" and declared.urgency == "high"
     assert declared.paged is paged_expected(world)
     assert declared.backend == world.backend
@@ -124,7 +126,9 @@ def test_declare_is_idempotent(world: World):
 
 def test_sev3_pages_only_in_business_hours(world: World):
     # auth belongs to the identity team (Europe/Berlin, 09:00-18:00): 10:00 UTC is 11:00 there
-    inside = engine.declare(world.ctx(), "auth", sev=3, title="typo in error page", details=None, commander=None).incident
+    inside = engine.declare(
+        world.ctx(), "auth", sev=3, title="typo in error page", details=None, commander=None
+    ).incident
     assert inside.urgency == "low" and inside.paged is paged_expected(world)
     assert inside.ack_due_at is None and inside.next_update_due_at is None
     # api belongs to the platform team (America/New_York, 09:00-17:00): 10:00 UTC is 05:00 there
@@ -150,15 +154,17 @@ def test_dry_run_records_and_sends_nothing(world: World):
     outcome = engine.declare(world.ctx(dry_run=True), "auth", sev=1, title="db down", details=None, commander=None)
     assert views.list_incidents(world.ctx(), include_resolved=True, service=None) == []
     if world.pd:
-        assert [(c.method, c.path) for c in outcome.planned] == [("POST", "/incidents")]
-        assert outcome.planned[0].body["incident"]["incident_key"] == outcome.incident.incident_key
+        assert [(c["method"], c["path"]) for c in outcome.planned_calls] == [("POST", "/incidents")]
+        assert outcome.planned_calls[0]["body"]["incident"]["incident_key"] == outcome.incident.incident_key
         assert not world.pd.requests_to("POST", "/incidents")
     audit = world.ctx().store.list_audit()
     assert [(a.command, a.dry_run, a.outcome) for a in audit] == [("incident declare", True, "ok")]
 
 
 def test_list_flags_overdue_timers(world: World):
-    incident = engine.declare(world.ctx(), "signaling", sev=2, title="calls drop", details=None, commander=None).incident
+    incident = engine.declare(
+        world.ctx(), "signaling", sev=2, title="calls drop", details=None, commander=None
+    ).incident
     world.clock.advance(minutes=10)
     [row] = views.list_incidents(world.ctx(), include_resolved=False, service=None)
     assert row["ack_in"] == "5m" and row["ack_overdue"] is False
@@ -211,6 +217,10 @@ def test_audit_never_holds_secret_values(world: World, tmp_path):
     secret = "hunter2-super-secret"
     redact.register(secret)
     engine.declare(world.ctx(), "auth", sev=2, title=f"leaked {secret} in logs", details=secret, commander=None)
-    [entry] = world.ctx().store.list_audit()
-    text = repr(entry)
-    assert secret not in text and "***" in entry.args["title"]
+    entries = world.ctx().store.list_audit()
+    assert [e.outcome for e in entries] == ["started", "ok"]
+    text = repr(entries)
+    assert secret not in text and all("***" in e.args["title"] for e in entries)
+    store = world.ctx().store
+    runs = store.list_runs()
+    assert len(runs) == 1 and secret not in repr(runs) + repr(store.list_events("run", runs[0].id))

@@ -1,48 +1,39 @@
-"""`incident watch`: a live board of open incidents, redrawn until Ctrl-C."""
+"""`incident watch`: snapshots of the open incidents, taken every interval (data only).
+
+The command draws them — a live board on a terminal, one JSON document per line or one
+plain table per snapshot otherwise; this module never imports rich.
+"""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Sequence
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from opsctl.incidents.views import list_incidents
+from opsctl.timeutil import isoformat
 
 if TYPE_CHECKING:
     from opsctl.context import Context
-    from opsctl.output import Column
 
 
-def board(ctx: Context, rows: list[dict[str, Any]], columns: Sequence[Column]) -> Any:
-    from opsctl.timeutil import isoformat
-
+def snapshot(ctx: Context, service: str | None) -> dict[str, Any]:
+    rows = list_incidents(ctx, include_resolved=False, service=service)
     overdue = sum(1 for r in rows if r["ack_overdue"] or r["update_overdue"])
-    title = (
-        f"open incidents: {len(rows)}" + (f" — {overdue} OVERDUE" if overdue else "") + f"   {isoformat(ctx.clock())}"
-    )
-    return ctx.output.table(rows, columns, title=title)
+    return {"at": isoformat(ctx.clock()), "open": len(rows), "overdue": overdue, "incidents": rows}
 
 
-def run_board(
-    ctx: Context, *, interval: float, service: str | None, columns: Sequence[Column], max_frames: int | None = None
-) -> int:
-    """Redraw every ``interval`` seconds; Ctrl-C ends it cleanly. Returns the frames drawn."""
-    from rich.live import Live
+def title(snap: dict[str, Any]) -> str:
+    overdue = f" — {snap['overdue']} OVERDUE" if snap["overdue"] else ""
+    return f"open incidents: {snap['open']}{overdue}   {snap['at']}"
 
-    frames = 0
-    try:
-        with Live(
-            board(ctx, list_incidents(ctx, include_resolved=False, service=service), columns),
-            console=ctx.output.err,
-            auto_refresh=False,
-            transient=False,
-        ) as live:
-            while max_frames is None or frames < max_frames:
-                live.update(
-                    board(ctx, list_incidents(ctx, include_resolved=False, service=service), columns), refresh=True
-                )
-                frames += 1
-                time.sleep(interval)
-    except KeyboardInterrupt:
-        ctx.output.info("left the board")
-    return frames
+
+def snapshots(
+    ctx: Context, *, interval: float, service: str | None, limit: int | None = None
+) -> Iterator[dict[str, Any]]:
+    """A snapshot now, then one every ``interval`` seconds (``limit`` of them, or until stopped)."""
+    taken = 0
+    while limit is None or taken < limit:
+        if taken:
+            ctx.sleep(interval)
+        yield snapshot(ctx, service)
+        taken += 1

@@ -1,8 +1,10 @@
-"""Declaring incidents and delivering them to PagerDuty.
+"""Declaring incidents and delivering them to PagerDuty, as runs of the operation runner.
 
-The record is written to the state store BEFORE anything is sent, keyed by the
-incident key, so a declaration that died half-way, or one PagerDuty already has,
-is found again and nobody is paged twice.
+The record is written to the state store BEFORE anything is sent, keyed by the incident key,
+so a declaration that died half-way, or one PagerDuty already has, is found again and nobody
+is paged twice.  Incident commands are short operations: they wait a bounded time for the
+service's incident lock (``policy.lock_wait``), so six responders declaring the same incident
+at once all get the one incident.
 """
 
 from __future__ import annotations
@@ -11,51 +13,81 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from opsctl.errors import UpstreamError, UsageError
-from opsctl.incidents.model import KIND, OPEN, Incident, incident_key, new_id
+from opsctl.errors import ExitCode, UpstreamError, UsageError
+from opsctl.incidents.model import KIND, OPEN, Incident, incident_key
+from opsctl.incidents.paging import page_step, service_in
 from opsctl.incidents.policy import decide_page, due
-from opsctl.operations import current_user, mutation
-from opsctl.state.base import Event
+from opsctl.operations.audit import current_user
+from opsctl.operations.model import Operation, RunError, RunResult, Step
+from opsctl.operations.runner import execute
+from opsctl.state.base import ConflictError, Event
 
 if TYPE_CHECKING:
     from opsctl.context import Context
-    from opsctl.integrations.pagerduty import PagerDutyAdapter, PlannedCall
+    from opsctl.operations.run import Run
+    from opsctl.settings import Service
 
 log = logging.getLogger("opsctl.incidents")
+
+# Bounds on free text: PagerDuty cuts titles at 1024 characters; the rest keeps records sane.
+LIMITS = {"title": 1024, "details": 65536, "commander": 200, "message": 8192, "resolution": 8192}
 
 
 @dataclass
 class Outcome:
-    """What a command did: the incident, whether it is new, and the calls a dry run would make."""
+    """What a command did: the incident, whether it is new, the plan of a dry run, and what to tell."""
 
     incident: Incident
     created: bool = True
-    planned: list[PlannedCall] = field(default_factory=list)
-    notices: list[str] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)  # said once on stderr
+    not_paged: str | None = None  # the real reason nobody was paged by this declaration
+    run: RunResult | None = None
+
+    @property
+    def planned_calls(self) -> list[dict[str, Any]]:
+        steps = self.run.plan if self.run is not None else []
+        return [s["detail"] for s in steps if s.get("target") == "PagerDuty" and isinstance(s.get("detail"), dict)]
 
 
 class NotPagedError(UpstreamError):
-    """PagerDuty could not be reached: the incident is recorded locally, nobody was paged (exit 4)."""
+    """The page did not (surely) reach PagerDuty: the incident is recorded locally (exit 4, or 130)."""
 
-    def __init__(self, incident: Incident, cause: UpstreamError) -> None:
+    def __init__(self, incident: Incident, cause: str, exit_code: ExitCode = ExitCode.UPSTREAM) -> None:
         super().__init__(
-            f"NOBODY WAS PAGED for {incident.id} ({incident.service} SEV-{incident.sev}): {cause.message}",
+            f"NOBODY WAS PAGED for {incident.id} ({incident.service} SEV-{incident.sev}): {cause}",
             "it is recorded locally; page the on-call by phone now, and rerun the same "
             "'opsctl incident declare' or 'opsctl incident sync' to deliver it",
         )
         self.incident = incident
+        self.exit_code = exit_code
+
+
+def check_text(**fields: str | None) -> None:
+    """Free text must be valid UTF-8 and within its limit (a clear exit 2, audited)."""
+    for name, value in fields.items():
+        if value is None:
+            continue
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise UsageError(f"--{name} is not valid UTF-8", "check the terminal's or the script's encoding") from None
+        if len(value) > LIMITS[name]:
+            raise UsageError(
+                f"--{name} is {len(value):,} characters long; the limit is {LIMITS[name]:,}",
+                "put long text in a document and link it",
+            )
 
 
 def event(ctx: Context, incident: Incident, kind: str, **data: Any) -> None:
     if ctx.dry_run:
         return
-    ctx.store.add_event(Event(KIND, incident.id, ctx.clock(), current_user(), kind, data))
+    clean = {k: v for k, v in data.items() if v is not None}
+    ctx.store.add_event(Event(KIND, incident.id, ctx.clock(), current_user(), kind, clean))
 
 
 def save(ctx: Context, incident: Incident) -> None:
     """Write the incident if nobody changed it since it was read (its lock makes that the rule)."""
     from opsctl.errors import RefusedError
-    from opsctl.state.base import ConflictError
 
     try:
         incident.version = ctx.store.update_record(incident.to_record()).version
@@ -65,125 +97,163 @@ def save(ctx: Context, incident: Incident) -> None:
         ) from None
 
 
+def incident_operation(kind: str, service: Service, env: str, params: dict[str, Any], check: Any = None) -> Operation:
+    return Operation(kind, service, params, lock="incident", short=True, env=env, check=check)
+
+
 def declare(
     ctx: Context, service_name: str, *, sev: int, title: str, details: str | None, commander: str | None
 ) -> Outcome:
-    if sev not in (1, 2, 3, 4):
-        raise UsageError(f"--sev {sev} is not a severity", "use 1 (outage) to 4 (cosmetic)")
-    if not title.strip():
-        raise UsageError("--title is empty", "say what is broken, e.g. --title 'login fails for all users'")
     service = ctx.service(service_name)
     env = ctx.env
-    key = incident_key(service.name, env, sev, title)
-    args = {"service": service.name, "sev": sev, "title": title, "details": details, "commander": commander}
-    with mutation(ctx, "incident declare", service=service, args=args, lock="incident", env=env) as op:
+    params = {"service": service.name, "sev": sev, "title": title, "details": details, "commander": commander}
+
+    def check() -> None:
+        if sev not in (1, 2, 3, 4):
+            raise UsageError(f"--sev {sev} is not a severity", "use 1 (outage) to 4 (cosmetic)")
+        check_text(title=title, details=details, commander=commander)
+        if not title.strip():
+            raise UsageError("--title is empty", "say what is broken, e.g. --title 'login fails for all users'")
+
+    made: dict[str, Outcome] = {}
+
+    def plan(run: Run) -> list[Step]:
+        key = incident_key(service.name, env, sev, title)
         existing = ctx.store.find_records(KIND, service=service.name, key=key, statuses=OPEN)
         if existing:
             incident = Incident.from_record(existing[-1])
-            op.note(f"{incident.id} already open with this key; nobody paged twice")
-            outcome = Outcome(
+            made["outcome"] = Outcome(
                 incident, created=False, notices=[f"{incident.id} is already open: nobody was paged twice"]
             )
-            if incident.delivery == "pending":
-                outcome.planned = deliver(ctx, incident)
-            return outcome
-        now = ctx.clock()
-        rule = ctx.settings.policy.severities[sev]
-        decision = decide_page(rule, ctx.settings.business_hours(service.owner), now)
-        pagerduty = ctx.pagerduty
-        to_pagerduty = pagerduty is not None and decision.page and service.pagerduty is not None
-        incident = Incident(
-            id=new_id(),
-            service=service.name,
-            env=env,
-            sev=sev,
-            title=title.strip(),
-            details=details,
-            commander=commander,
-            status="ticket" if rule.urgency == "none" else "triggered",
-            urgency=decision.urgency,
-            paged=False,
-            backend="pagerduty" if to_pagerduty else "local",
-            incident_key=key,
-            declared_at=now,
-            declared_by=current_user(),
-            ack_due_at=due(now, rule.ack_within),
-            next_update_due_at=due(now, rule.update_every),
-            delivery="pending" if to_pagerduty else "not-needed",
-            page_reason=_reason(decision.reason, pagerduty is not None, service.pagerduty is not None),
-        )
-        op.note(f"{incident.id} {incident.page_reason}")
-        outcome = Outcome(incident)
-        if ctx.dry_run:
-            outcome.planned = deliver(ctx, incident) if to_pagerduty else []
-            return outcome
-        ctx.store.create_record(incident.to_record())
-        incident.version = 1
-        event(ctx, incident, "declared", sev=sev, title=incident.title, commander=commander)
-        if to_pagerduty:
-            deliver(ctx, incident)
-        else:
-            event(ctx, incident, "recorded", reason=incident.page_reason)
-        return outcome
+            return [page_step(ctx, incident)] if incident.delivery == "pending" else []
+        incident = _new_incident(ctx, service, env, sev, title, details, commander, key)
+        outcome = made["outcome"] = Outcome(incident)
+        if incident.delivery == "not-needed" and incident.status != "ticket":
+            outcome.not_paged = incident.page_reason
+        steps = [
+            Step(
+                "record",
+                f"record the SEV-{incident.sev} incident in the state store",
+                target="state store",
+                detail={"service": service.name, "env": env, "key": key, "paged_by_policy": incident.delivery},
+                apply=lambda r: _record(ctx, incident),
+            )
+        ]
+        if incident.delivery == "pending":
+            steps.append(page_step(ctx, incident))
+        return steps
+
+    op = incident_operation("incident declare", service, env, params, check)
+    outcome = _run(ctx, op, plan, made)
+    if outcome.created and not ctx.dry_run:
+        run_id = outcome.run.run_id if outcome.run else None
+        log.info("declared %s (run %s)", outcome.incident.id, run_id)
+    return outcome
 
 
-def _reason(decision: str, has_token: bool, has_service: bool) -> str:
-    if not has_token:
-        return f"local backend (no PagerDuty token configured): nobody paged; policy: {decision}"
-    if not has_service:
-        return f"service has no pagerduty block: nobody paged; policy: {decision}"
-    return decision
+def _new_incident(
+    ctx: Context,
+    service: Service,
+    env: str,
+    sev: int,
+    title: str,
+    details: str | None,
+    commander: str | None,
+    key: str,
+) -> Incident:
+    from opsctl.ids import new_id
+
+    now = ctx.clock()
+    rule = ctx.settings.policy.severities[sev]
+    decision = decide_page(rule, ctx.settings.business_hours(service.owner), now)
+    pagerduty = ctx.clients.get("pagerduty", env=env)
+    reason = decision.reason
+    if decision.page and pagerduty is None:
+        reason = "no PagerDuty token is configured (local backend)"
+    elif decision.page and service.pagerduty is None:
+        reason = f"service {service.name} has no pagerduty block in the config"
+    to_pagerduty = pagerduty is not None and decision.page and service.pagerduty is not None
+    return Incident(
+        id=new_id("INC"),
+        service=service.name,
+        env=env,
+        sev=sev,
+        title=title.strip(),
+        details=details,
+        commander=commander,
+        status="ticket" if rule.urgency == "none" else "triggered",
+        urgency=decision.urgency,
+        paged=False,
+        backend="pagerduty" if to_pagerduty else "local",
+        incident_key=key,
+        declared_at=now,
+        declared_by=current_user(),
+        ack_due_at=due(now, rule.ack_within),
+        next_update_due_at=due(now, rule.update_every),
+        delivery="pending" if to_pagerduty else "not-needed",
+        page_reason=reason,
+    )
 
 
-def deliver(ctx: Context, incident: Incident) -> list[PlannedCall]:
-    """Create the incident at PagerDuty (idempotent by key); on failure keep it pending and raise."""
-    pagerduty = pagerduty_client(ctx)
-    service = ctx.service(incident.service)
-    assert service.pagerduty is not None
-    args: dict[str, Any] = {
-        "service_id": service.pagerduty.service_id,
-        "title": f"[SEV-{incident.sev}] {incident.service}: {incident.title}",
-        "urgency": incident.urgency,
-        "incident_key": incident.incident_key,
-        "details": incident.details,
-        "escalation_policy_id": service.pagerduty.escalation_policy,
-        "priority_name": f"P{incident.sev}",
-    }
-    if ctx.dry_run:
-        planned: list[PlannedCall] = pagerduty.plan_create(**args)
-        return planned
+def _record(ctx: Context, incident: Incident) -> str:
+    from opsctl.ids import new_id
+
+    for _ in range(5):
+        try:
+            ctx.store.create_record(incident.to_record())
+            break
+        except ConflictError:  # 40-bit ids rarely collide; a collision takes a fresh id
+            incident.id = new_id("INC")
+    else:
+        raise UpstreamError("could not find a free incident id after 5 attempts")
+    incident.version = 1
+    event(ctx, incident, "declared", sev=incident.sev, title=incident.title, commander=incident.commander)
+    if incident.delivery != "pending":
+        event(ctx, incident, "recorded", reason=incident.page_reason)
+    return incident.id
+
+
+def _run(ctx: Context, op: Operation, plan: Any, made: dict[str, Outcome]) -> Outcome:
+    """Execute; a declaration whose page was cut off is reported as NOBODY WAS PAGED."""
     try:
-        created = pagerduty.create_incident(**args)
-    except UpstreamError as exc:
-        event(ctx, incident, "page_failed", error=exc.message)
-        raise NotPagedError(incident, exc) from None
-    incident.paged, incident.delivery = True, "delivered"
-    incident.pagerduty_id, incident.html_url = created.id, created.html_url
-    if created.status == "acknowledged" and incident.status == "triggered":
-        incident.status = "acknowledged"
-    save(ctx, incident)
-    event(ctx, incident, "paged", pagerduty_id=created.id, urgency=incident.urgency, url=created.html_url)
-    return []
-
-
-def pagerduty_client(ctx: Context) -> PagerDutyAdapter:
-    client = ctx.pagerduty
-    if client is None:
-        raise UsageError(
-            "this incident lives at PagerDuty but no PagerDuty token is configured", "set integrations.pagerduty.token"
-        )
-    return client
+        result = execute(ctx, op, plan)
+    except RunError as exc:
+        outcome = made.get("outcome")
+        if outcome is not None and outcome.incident.delivery == "pending" and exc.exit_code == ExitCode.INTERRUPTED:
+            reason = "interrupted before PagerDuty confirmed the page (it may or may not have gone out)"
+            raise NotPagedError(outcome.incident, reason, ExitCode.INTERRUPTED) from None
+        raise
+    outcome = made["outcome"]
+    outcome.run = result
+    return outcome
 
 
 def sync(ctx: Context) -> list[Outcome]:
     """Deliver every incident whose page did not go out (PagerDuty was unreachable)."""
     outcomes = []
+    env = ctx.env if ctx.env_name is not None else None
     for record in ctx.store.find_records(KIND, statuses=OPEN):
         incident = Incident.from_record(record)
-        if incident.delivery != "pending":
+        if incident.delivery != "pending" or (env is not None and incident.env != env):
             continue
-        service = ctx.service(incident.service)
-        args = {"id": incident.id}
-        with mutation(ctx, "incident sync", service=service, args=args, lock="incident", env=incident.env):
-            outcomes.append(Outcome(incident, created=False, planned=deliver(ctx, incident)))
+        service = service_in(ctx, incident)
+        made: dict[str, Outcome] = {}
+
+        def plan(run: Run, incident_id: str = incident.id, made: dict[str, Outcome] = made) -> list[Step]:
+            from opsctl.incidents.lifecycle import load
+
+            current = load(ctx, incident_id)
+            made["outcome"] = Outcome(current, created=False)
+            return [page_step(ctx, current)] if current.delivery == "pending" else []
+
+        op = incident_operation("incident sync", service, incident.env, {"id": incident.id})
+        outcomes.append(_run(ctx, op, plan, made))
     return outcomes
+
+
+def warnings_of(outcome: Outcome) -> list[str]:
+    """PagerDuty-side warnings the page step returned (say them once)."""
+    if outcome.run is None:
+        return []
+    value = outcome.run.results.get("page")
+    return [str(w) for w in value] if isinstance(value, list) else []

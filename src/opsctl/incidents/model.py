@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import secrets
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from typing import Any
@@ -23,10 +22,6 @@ def incident_key(service: str, env: str, sev: int, title: str) -> str:
     normalised = re.sub(r"\s+", " ", title.strip().lower())
     digest = hashlib.sha256(f"{service}\n{env}\n{sev}\n{normalised}".encode()).hexdigest()[:16]
     return f"opsctl/{service}/{env}/sev{sev}/{digest}"
-
-
-def new_id() -> str:
-    return f"INC-{secrets.token_hex(3).upper()}"
 
 
 @dataclass

@@ -16,16 +16,16 @@ _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 CHECKLISTS: dict[int, list[str]] = {
     1: [
-        "Acknowledge within 15 min: opsctl incident ack ID",
+        "Acknowledge within 15 min: opsctl incident ack {id}",
         "Name an incident commander; open the incident channel",
         "Triage: what is broken, for whom, since when (dashboards, recent deploys)",
         "Mitigate first: roll back, scale up, or disable the feature — root cause later",
-        "Communicate every 30 min: opsctl incident update ID --message ...",
-        "Resolve when customer impact ends; post-mortem within 48 h: opsctl incident postmortem ID",
+        "Communicate every 30 min: opsctl incident update {id} --message '...'",
+        "Resolve when customer impact ends; post-mortem within 48 h: opsctl incident postmortem {id}",
     ],
     3: [
         "Triage during business hours; note the workaround",
-        "Post updates as findings change: opsctl incident update ID --message ...",
+        "Post updates as findings change: opsctl incident update {id} --message '...'",
         "Resolve when fixed; raise to SEV-2 if impact grows",
     ],
     4: ["Track it as a ticket; no page, no incident timers"],
@@ -52,13 +52,15 @@ def in_business_hours(hours: BusinessHours, instant: datetime) -> bool:
 
 def decide_page(rule: SeverityPolicy, hours: BusinessHours, instant: datetime) -> PageDecision:
     if rule.page == "never" or rule.urgency == "none":
-        return PageDecision("none", False, "a ticket: nobody is paged")
+        return PageDecision("none", False, "a ticket: the policy pages nobody for it")
     if rule.page == "always":
-        return PageDecision(rule.urgency, True, "paged at any hour")
+        return PageDecision(rule.urgency, True, "the policy pages at any hour")
     if in_business_hours(hours, instant):
-        return PageDecision(rule.urgency, True, f"inside business hours ({hours.timezone})")
+        return PageDecision(rule.urgency, True, f"inside business hours of the owning team ({hours.timezone})")
     return PageDecision(
-        rule.urgency, False, f"outside business hours ({hours.start}-{hours.end} {hours.timezone}): recorded, not paged"
+        rule.urgency,
+        False,
+        f"outside business hours of the owning team ({hours.start}-{hours.end} {hours.timezone}): recorded, not paged",
     )
 
 

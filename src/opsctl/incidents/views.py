@@ -30,13 +30,17 @@ def summary(incident: Incident, now: datetime) -> dict[str, Any]:
     timers = with_timers(incident, now)
     return {
         "id": incident.id,
-        "service": f"{incident.service} ({incident.env})",
-        "severity": f"SEV-{incident.sev} ({incident.urgency} urgency)",
+        "service": incident.service,
+        "env": incident.env,
+        "severity": f"SEV-{incident.sev} ("
+        + ("a ticket, no page" if incident.urgency == "none" else f"{incident.urgency} urgency")
+        + ")",
         "title": incident.title,
         "status": incident.status + (f" / {incident.update_status}" if incident.update_status else ""),
         "paged": "yes" if incident.paged else "NO",
         "backend": incident.backend + (" (delivery pending)" if incident.delivery == "pending" else ""),
         "declared": f"{isoformat(incident.declared_at)} by {incident.declared_by}",
+        "commander": incident.commander or "-",
         "ack due": timers["ack_in"] or isoformat(incident.acknowledged_at) or "-",
         "next update due": timers["update_in"] or "-",
         "post-mortem due": isoformat(incident.postmortem_due_at) or "-",
@@ -54,18 +58,25 @@ def _until(deadline: datetime | None, now: datetime) -> str | None:
 
 
 def list_incidents(ctx: Context, *, include_resolved: bool, service: str | None) -> list[dict[str, Any]]:
+    """Incidents, most urgent first (open before resolved, SEV-1 before SEV-4, oldest first);
+    only those of the environment when one is chosen with --env."""
     if service is not None:
-        ctx.service(service)  # unknown service: exit 2 with suggestions
+        service = ctx.service(service).name  # unknown service: exit 2 with suggestions
+    env = ctx.env if ctx.env_name is not None else None
     records = ctx.store.find_records(KIND, service=service, statuses=None if include_resolved else OPEN)
     now = ctx.clock()
-    return [with_timers(Incident.from_record(r), now) for r in records]
+    incidents = [Incident.from_record(r) for r in records]
+    chosen = [i for i in incidents if env is None or i.env == env]
+    chosen.sort(key=lambda i: (not i.is_open, i.sev, i.declared_at))
+    return [with_timers(i, now) for i in chosen]
 
 
 def timeline(ctx: Context, incident: Incident) -> list[dict[str, Any]]:
-    return [
-        {"at": isoformat(e.at), "author": e.author, "event": e.type, **({"data": e.data} if e.data else {})}
-        for e in ctx.store.list_events(KIND, incident.id)
-    ]
+    rows = []
+    for e in ctx.store.list_events(KIND, incident.id):
+        data = {k: v for k, v in e.data.items() if v is not None}
+        rows.append({"at": isoformat(e.at), "author": e.author, "event": e.type, **({"data": data} if data else {})})
+    return rows
 
 
 def show(ctx: Context, incident_id: str) -> dict[str, Any]:
@@ -75,8 +86,8 @@ def show(ctx: Context, incident_id: str) -> dict[str, Any]:
     return data
 
 
-def checklist(sev: int) -> list[str]:
-    return CHECKLISTS.get(sev, [])
+def checklist(sev: int, incident_id: str) -> list[str]:
+    return [step.format(id=incident_id) for step in CHECKLISTS.get(sev, [])]
 
 
 def postmortem(ctx: Context, incident_id: str) -> str:
@@ -87,8 +98,10 @@ def postmortem(ctx: Context, incident_id: str) -> str:
     tier_text = f"tier {tier.tier}" if tier else "unknown tier"
     tta = _span(incident.declared_at, incident.acknowledged_at)
     ttr = _span(incident.declared_at, incident.resolved_at)
+    from opsctl.output import printable
+
     lines = [
-        f"# Post-mortem: {incident.title}",
+        f"# Post-mortem: {printable(incident.title)}",
         "",
         f"- **Incident:** {incident.id} — SEV-{incident.sev}, {incident.service} ({tier_text}), {incident.env}",
         f"- **Status:** {incident.status}" + (f" — {incident.resolution}" if incident.resolution else ""),

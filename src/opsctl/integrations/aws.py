@@ -1,0 +1,47 @@
+"""AWS clients for one invocation: one boto3 session per profile, one client per (service, region,
+endpoint), all closed together by the context's client registry.
+
+``verify`` is passed explicitly: a machine that sets ``AWS_CA_BUNDLE``/``REQUESTS_CA_BUNDLE``
+would otherwise silently override what the config asks for.  boto3 is imported on first use.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class AwsClients:
+    def __init__(self, *, verify: bool | str = True, connect_timeout: float = 5, read_timeout: float = 10) -> None:
+        self.verify = verify
+        self._timeouts = (connect_timeout, read_timeout)
+        self._sessions: dict[str | None, Any] = {}
+        self._clients: dict[tuple[str, str | None, str | None, str | None], Any] = {}
+
+    def client(
+        self, service: str, *, region: str | None, endpoint_url: str | None = None, profile: str | None = None
+    ) -> Any:
+        key = (service, region, endpoint_url, profile)
+        if key not in self._clients:
+            import boto3
+            from botocore.config import Config
+
+            if profile not in self._sessions:
+                self._sessions[profile] = boto3.Session(profile_name=profile)
+            connect, read = self._timeouts
+            self._clients[key] = self._sessions[profile].client(
+                service,
+                region_name=region,
+                endpoint_url=endpoint_url,
+                verify=self.verify,
+                config=Config(
+                    retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=connect, read_timeout=read
+                ),
+            )
+        return self._clients[key]
+
+    def close(self) -> None:
+        clients, self._clients = self._clients, {}
+        for client in clients.values():
+            closer = getattr(client, "close", None)
+            if closer is not None:
+                closer()
