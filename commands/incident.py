@@ -210,8 +210,10 @@ def postmortem(
         c.output.text(text)
         return
     from opsctl.fsutil import write_document
+    from opsctl.output import printable
+    from opsctl.redact import redact
 
-    written = write_document(out, text, replace=c.yes)
+    written = write_document(out, printable(redact(text), multiline=True), replace=c.yes)
     c.output.success(f"wrote {written}")
 
 

@@ -14,7 +14,7 @@ import os
 import stat
 from pathlib import Path
 
-from opsctl.errors import RefusedError, UsageError
+from opsctl.errors import OpsctlError, RefusedError, UpstreamError, UsageError
 
 PRIVATE_DIR = 0o700
 PRIVATE_FILE = 0o600
@@ -117,10 +117,22 @@ def write_document(path: Path, text: str, *, replace: bool = False) -> Path:
     then it is replaced, never written through.  Either way the document appears
     whole or not at all: written to a temporary file beside it, then linked into
     place (which fails if something appeared meanwhile) or renamed over the old
-    one.  Permissions are the usual ones for a new file (the umask applies)."""
+    one.  A character device or FIFO (``/dev/stdout``, a pipe) is written into, never
+    replaced.  A full disk is exit 4; a missing directory or a permission problem exit 2."""
     path = Path(path)
-    if not replace and os.path.lexists(path):
-        raise RefusedError(f"{path} already exists; nothing was written", "rerun with --yes to replace it")
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        mode = None
+    except OSError as exc:
+        raise _write_error(path, exc) from None
+    if mode is not None and (stat.S_ISCHR(mode) or stat.S_ISFIFO(mode)):
+        return _write_into(path, text)
+    if mode is not None and not replace:
+        kind = "a symlink" if stat.S_ISLNK(mode) else "a directory" if stat.S_ISDIR(mode) else "a file"
+        raise RefusedError(f"{path} already exists ({kind}); nothing was written", "rerun with --yes to replace it")
+    if mode is not None and stat.S_ISDIR(mode):
+        raise UsageError(f"{path} is a directory", "name a file")
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
@@ -129,16 +141,37 @@ def write_document(path: Path, text: str, *, replace: bool = False) -> Path:
         finally:
             os.close(fd)
         if replace:
-            os.replace(tmp, path)
+            os.replace(tmp, path)  # a symlink is replaced by the file, never followed
         else:
             os.link(tmp, path, follow_symlinks=False)
     except FileExistsError:
         raise RefusedError(f"{path} already exists; nothing was written", "rerun with --yes to replace it") from None
     except OSError as exc:
-        raise UsageError(f"cannot write {path}: {exc.strerror or type(exc).__name__}", "check the path") from None
+        raise _write_error(path, exc) from None
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def _write_into(path: Path, text: str) -> Path:
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            _write_all(fd, text.encode("utf-8"))
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise _write_error(path, exc) from None
+    return path
+
+
+def _write_error(path: Path, exc: OSError) -> OpsctlError:
+    reason = exc.strerror or type(exc).__name__
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return UpstreamError(f"disk full writing {path}: {reason}", "free space and rerun; nothing was written")
+    if exc.errno == errno.ENOENT and not path.parent.is_dir():
+        return UsageError(f"cannot write {path}: the directory {path.parent} does not exist", "create it first")
+    return UsageError(f"cannot write {path}: {reason}", "check the path and its permissions")
 
 
 def _write_all(fd: int, payload: bytes) -> None:

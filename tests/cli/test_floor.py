@@ -280,3 +280,36 @@ def test_incident_and_run_ids_are_long_enough_and_typeable(opsctl):
     assert bare.code == 0 and bare.json()["id"] == created["id"]
     [run] = opsctl("-o", "json", "runs", "--all").json()
     assert re.fullmatch(r"RUN-[0-9A-HJKMNP-TV-Z]{8}", run["id"])
+
+
+# ------------------------------------------------------------------ post-mortem files (C.8, C.9)
+
+
+def test_postmortem_out_never_follows_a_symlink_silently(opsctl, tmp_path):
+    ident = declare(opsctl, "api", "--sev", "2", "--title", "pm").json()["id"]
+    target = tmp_path / "elsewhere" / "created.md"
+    link = tmp_path / "pm.md"
+    link.symlink_to(target)  # dangling: following it would create a file elsewhere
+    refused = opsctl("incident", "postmortem", ident, "--out", str(link))
+    assert refused.code == 3 and "symlink" in refused.stderr and not target.exists()
+    replaced = opsctl("--yes", "incident", "postmortem", ident, "--out", str(link))
+    assert replaced.code == 0, replaced.stderr
+    assert not link.is_symlink() and link.read_text().startswith("# Post-mortem: pm") and not target.exists()
+
+
+@pytest.mark.parametrize(
+    ("where", "code", "says"), [("missing/pm.md", 2, "does not exist"), ("/dev/full", 4, "disk full")]
+)
+def test_postmortem_out_failures_are_clear(opsctl, tmp_path, where, code, says):
+    ident = declare(opsctl, "api", "--sev", "2", "--title", "pm").json()["id"]
+    path = where if where.startswith("/") else str(tmp_path / where)
+    result = opsctl("--yes", "incident", "postmortem", ident, "--out", path)
+    assert result.code == code, result.stderr
+    assert says in result.stderr and "Traceback" not in result.stderr and "internal error" not in result.stderr
+    assert os.path.exists("/dev/full") and not os.path.isfile("/dev/full")  # the device is never replaced
+
+
+def test_the_timeline_never_shows_none(opsctl):
+    ident = declare(opsctl, "api", "--sev", "2", "--title", "no commander").json()["id"]
+    shown = opsctl("incident", "show", ident)
+    assert shown.code == 0 and "=None" not in shown.stdout and "None" not in shown.stdout

@@ -177,4 +177,5 @@ def test_write_document_never_writes_through_a_symlink(tmp_path):
 def test_write_document_into_a_missing_directory_is_a_usage_error(tmp_path):
     with pytest.raises(UsageError) as info:
         write_document(tmp_path / "missing" / "pm.md", "x")
-    assert info.value.message == f"cannot write {tmp_path / 'missing' / 'pm.md'}: No such file or directory"
+    missing = tmp_path / "missing"
+    assert info.value.message == f"cannot write {missing / 'pm.md'}: the directory {missing} does not exist"
