@@ -323,3 +323,61 @@ def test_unreachable_postgres_never_shows_the_password() -> None:
     assert error.exit_code == ExitCode.UPSTREAM
     assert error.message.startswith("state store unreachable at postgresql://ops:***@127.0.0.1:1/state: ")
     assert "Sup3rSecretPw" not in " ".join(error.lines())
+
+
+# ------------------------------------------------------------------ runs
+
+
+def _run(run_id: str, token: str, at: datetime, **kw: Any) -> Any:
+    from opsctl.state.base import RunRecord
+
+    fields: dict[str, Any] = {
+        "id": run_id, "kind": "deploy canary", "service": "api", "env": "production", "state": "running",
+        "driver_user": "alice", "driver_host": "box1", "driver_pid": 4242, "token": token, "lease_seconds": 60.0,
+        "started_at": at, "heartbeat_at": at, "lock_key": "deploy/api@production",
+    }  # fmt: skip
+    fields.update(kw)
+    return RunRecord(**fields)
+
+
+def test_runs_are_written_only_by_their_driver_and_taken_over_once(store: Store) -> None:
+    run = _run("RUN-0000000A", "tok-a", T0, plan=[{"name": "shift 5%"}], params={"image": "api:2"})
+    store.create_run(run)
+    with pytest.raises(ConflictError):
+        store.create_run(run)
+    run.step, run.step_index, run.data = "shift 5%", 1, {"weights": [95, 5]}
+    assert store.update_run(run)
+    assert not store.update_run(replace(run, token="intruder", state="succeeded"))
+    assert store.heartbeat_run(run.id, "tok-a", T0 + timedelta(seconds=30), {"done": 1, "total": 4})
+    assert not store.heartbeat_run(run.id, "intruder", T0 + timedelta(seconds=31), None)
+    got = store.get_run(run.id)
+    assert got is not None and got.data == {"weights": [95, 5]} and got.params == {"image": "api:2"}
+    assert got.progress == {"done": 1, "total": 4} and got.heartbeat_at == T0 + timedelta(seconds=30)
+    later = T0 + timedelta(minutes=5)
+    new = replace(got, token="tok-b", driver_user="bob", heartbeat_at=later)
+    assert not store.takeover_run(new, "tok-a", T0)  # heartbeat not stale before T0: refused
+    assert store.takeover_run(new, "tok-a", later - timedelta(seconds=60))
+    assert not store.takeover_run(replace(new, token="tok-c"), "tok-a", later)  # the old token is gone
+    taken = store.get_run(run.id)
+    assert taken is not None and (taken.token, taken.driver_user) == ("tok-b", "bob")
+    store.create_run(_run("RUN-0000000B", "t", T0 + timedelta(minutes=1), service="auth", state="succeeded"))
+    assert [r.id for r in store.list_runs()] == ["RUN-0000000B", "RUN-0000000A"]  # newest first
+    assert [r.id for r in store.list_runs(states=["running"])] == ["RUN-0000000A"]
+    assert [r.id for r in store.list_runs(service="auth", env="production")] == ["RUN-0000000B"]
+    assert store.list_runs(states=[]) == [] and store.get_run("RUN-NOPE") is None
+
+
+def test_upgrade_from_v2_adds_runs_and_keeps_audit(store_spec: StoreSpec) -> None:
+    old = store_spec.open(upgrade_to=2)
+    old.add_audit(audit(T0, message="before runs existed"))
+    old.close()
+    new = store_spec.open()
+    try:
+        assert new.schema_version() == LATEST_VERSION
+        [entry] = new.list_audit()
+        assert entry.message == "before runs existed" and entry.run_id is None
+        new.create_run(_run("RUN-0000000C", "t", T0))
+        new.add_audit(audit(T0, run_id="RUN-0000000C"))
+        assert new.list_audit()[-1].run_id == "RUN-0000000C"
+    finally:
+        new.close()
