@@ -62,24 +62,30 @@ def _num(value: float | None) -> str:
 class LineSink:
     """Progress as plain lines on stderr (pipes, CI logs)."""
 
-    def __init__(self, console: Console, clock: Clock, every: float = 10.0) -> None:
+    def __init__(self, console: Console | None, clock: Clock, every: float = 10.0) -> None:
         self.console, self.clock, self.every = console, clock, every
         self._last: datetime | None = None
         self._phase: tuple[str, int | None] | None = None
 
-    def show(self, snap: Snapshot) -> None:
+    def _due(self, snap: Snapshot) -> bool:
+        """A new phase is always shown; within one, at most one line per ``every`` seconds."""
         now = self.clock()
         phase = (snap.phase, snap.step)
         if phase == self._phase and self._last is not None and (now - self._last).total_seconds() < self.every:
-            return
+            return False
         self._phase, self._last = phase, now
-        self.console.print(describe(snap), markup=False, highlight=False, soft_wrap=True)
+        return True
+
+    def show(self, snap: Snapshot) -> None:
+        if self._due(snap) and self.console is not None:
+            self.console.print(describe(snap), markup=False, highlight=False, soft_wrap=True)
 
     def note(self, text: str) -> None:
         from opsctl.output import printable
         from opsctl.redact import redact
 
-        self.console.print(printable(redact(text)), markup=False, highlight=False, soft_wrap=True)
+        if self.console is not None:
+            self.console.print(printable(redact(text)), markup=False, highlight=False, soft_wrap=True)
 
     def close(self) -> None:
         pass
@@ -89,16 +95,11 @@ class JsonSink(LineSink):
     """Progress as JSON log lines (``--log-format json``): ``event: progress`` plus the snapshot."""
 
     def __init__(self, clock: Clock, every: float = 10.0) -> None:
-        self.clock, self.every = clock, every
-        self._last = None
-        self._phase = None
+        super().__init__(None, clock, every)
 
     def show(self, snap: Snapshot) -> None:
-        now = self.clock()
-        phase = (snap.phase, snap.step)
-        if phase == self._phase and self._last is not None and (now - self._last).total_seconds() < self.every:
+        if not self._due(snap):
             return
-        self._phase, self._last = phase, now
         log.info(describe(snap), extra={"event": "progress", **{f"progress_{k}": v for k, v in snap.to_dict().items()}})
 
     def note(self, text: str) -> None:

@@ -374,28 +374,12 @@ class PostgresStore(Store):
             values[name] = None if values[name] is None else shared.utc(values[name])
         return RunRecord(**values)
 
-    @staticmethod
-    def _run_value(run: RunRecord, name: str) -> Any:
-        value = getattr(run, name)
-        if name in shared.RUN_JSON:
-            return shared.dumps(value)
-        if isinstance(value, datetime):
-            return shared.utc(value)
-        return value
-
-    @staticmethod
-    def _placeholder(name: str) -> str:
-        return "%s::jsonb" if name in shared.RUN_JSON else "%s"
-
     def create_run(self, run: RunRecord) -> None:
         from psycopg import errors
 
-        columns = shared.RUN_COLUMNS
+        values = shared.run_values(run, shared.RUN_COLUMNS, shared.utc)
         try:
-            self._rows(
-                f"INSERT INTO runs ({', '.join(columns)}) VALUES ({', '.join(self._placeholder(c) for c in columns)})",
-                [self._run_value(run, c) for c in columns],
-            )
+            self._rows(shared.run_insert("%s", "%s::jsonb"), values)
         except errors.UniqueViolation as exc:
             raise ConflictError(f"run {run.id} already exists") from exc
 
@@ -414,32 +398,18 @@ class PostgresStore(Store):
         found = shared.runs_select("%s", service=service, env=env, states=states, limit=limit)
         return [] if found is None else [self._run(r) for r in self._rows(*found)]
 
+    def _changed(self, query: str, values: list[Any]) -> bool:
+        return bool(self._rows(query + " RETURNING id", values))
+
     def update_run(self, run: RunRecord) -> bool:
-        sets = ", ".join(f"{c} = {self._placeholder(c)}" for c in shared.RUN_MUTABLE)
-        rows = self._rows(
-            f"UPDATE runs SET {sets} WHERE id = %s AND token = %s RETURNING id",
-            [*(self._run_value(run, c) for c in shared.RUN_MUTABLE), run.id, run.token],
-        )
-        return bool(rows)
+        values = [*shared.run_values(run, shared.RUN_MUTABLE, shared.utc), run.id, run.token]
+        return self._changed(shared.run_update("%s", "%s::jsonb"), values)
 
     def heartbeat_run(self, run_id: str, token: str, now: datetime, progress: dict[str, Any] | None) -> bool:
-        if progress is None:
-            rows = self._rows(
-                "UPDATE runs SET heartbeat_at = %s WHERE id = %s AND token = %s AND state = 'running' RETURNING id",
-                (shared.utc(now), run_id, token),
-            )
-        else:
-            rows = self._rows(
-                "UPDATE runs SET heartbeat_at = %s, progress = %s::jsonb"
-                " WHERE id = %s AND token = %s AND state = 'running' RETURNING id",
-                (shared.utc(now), shared.dumps(progress), run_id, token),
-            )
-        return bool(rows)
+        extra = [] if progress is None else [shared.dumps(progress)]
+        query = shared.run_heartbeat("%s", "%s::jsonb", progress=progress is not None)
+        return self._changed(query, [shared.utc(now), *extra, run_id, token])
 
     def takeover_run(self, run: RunRecord, expected_token: str, stale_before: datetime) -> bool:
-        sets = ", ".join(f"{c} = {self._placeholder(c)}" for c in shared.RUN_DRIVER)
-        rows = self._rows(
-            f"UPDATE runs SET {sets} WHERE {shared.takeover_where('%s')} RETURNING id",
-            [*(self._run_value(run, c) for c in shared.RUN_DRIVER), run.id, expected_token, shared.utc(stale_before)],
-        )
-        return bool(rows)
+        values = [*shared.run_values(run, shared.RUN_DRIVER, shared.utc), run.id, expected_token]
+        return self._changed(shared.run_takeover("%s", "%s::jsonb"), [*values, shared.utc(stale_before)])

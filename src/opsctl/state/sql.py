@@ -126,3 +126,41 @@ def audit_values(record: Any, at: Any, dry_run: Any, *, run_id: bool) -> list[An
         record.outcome, dry_run, record.trace_id, record.exit_code, record.message,
     ]  # fmt: skip
     return [*values, record.run_id] if run_id else values
+
+
+def run_values(run: Any, names: tuple[str, ...], instant: Any) -> list[Any]:
+    """The run's values for ``names``: JSON columns encoded, instants through ``instant``."""
+    values = []
+    for name in names:
+        value = getattr(run, name)
+        if name in RUN_JSON:
+            value = dumps(value)
+        elif isinstance(value, datetime):
+            value = instant(value)
+        values.append(value)
+    return values
+
+
+def _assign(names: tuple[str, ...], ph: str, json_ph: str) -> str:
+    return ", ".join(f"{n} = {json_ph if n in RUN_JSON else ph}" for n in names)
+
+
+def run_insert(ph: str, json_ph: str) -> str:
+    marks = ", ".join(json_ph if c in RUN_JSON else ph for c in RUN_COLUMNS)
+    return f"INSERT INTO runs ({', '.join(RUN_COLUMNS)}) VALUES ({marks})"
+
+
+def run_update(ph: str, json_ph: str) -> str:
+    """Values: RUN_MUTABLE, then id and token."""
+    return f"UPDATE runs SET {_assign(RUN_MUTABLE, ph, json_ph)} WHERE id = {ph} AND token = {ph}"
+
+
+def run_heartbeat(ph: str, json_ph: str, *, progress: bool) -> str:
+    """Values: heartbeat_at[, progress], id, token."""
+    sets = f"heartbeat_at = {ph}" + (f", progress = {json_ph}" if progress else "")
+    return f"UPDATE runs SET {sets} WHERE id = {ph} AND token = {ph} AND state = 'running'"
+
+
+def run_takeover(ph: str, json_ph: str) -> str:
+    """Values: RUN_DRIVER, then id, the expected token, stale-before."""
+    return f"UPDATE runs SET {_assign(RUN_DRIVER, ph, json_ph)} WHERE {takeover_where(ph)}"

@@ -412,23 +412,10 @@ class SQLiteStore(Store):
             values[name] = None if values[name] is None else _dt(values[name])
         return RunRecord(**values)
 
-    @staticmethod
-    def _run_value(run: RunRecord, name: str) -> Any:
-        value = getattr(run, name)
-        if name in shared.RUN_JSON:
-            return shared.dumps(value)
-        if isinstance(value, datetime):
-            return _ts(value)
-        return value
-
     def create_run(self, run: RunRecord) -> None:
-        columns = shared.RUN_COLUMNS
         try:
             with self._tx() as db:
-                db.execute(
-                    f"INSERT INTO runs ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})",
-                    [self._run_value(run, c) for c in columns],
-                )
+                db.execute(shared.run_insert("?", "?"), shared.run_values(run, shared.RUN_COLUMNS, _ts))
         except sqlite3.IntegrityError as exc:
             raise ConflictError(f"run {run.id} already exists") from exc
 
@@ -447,34 +434,19 @@ class SQLiteStore(Store):
         found = shared.runs_select("?", service=service, env=env, states=states, limit=limit)
         return [] if found is None else [self._run(r) for r in self._read(*found)]
 
-    def update_run(self, run: RunRecord) -> bool:
-        sets = ", ".join(f"{c} = ?" for c in shared.RUN_MUTABLE)
+    def _changed(self, query: str, values: list[Any]) -> bool:
         with self._tx() as db:
-            cursor = db.execute(
-                f"UPDATE runs SET {sets} WHERE id = ? AND token = ?",
-                [*(self._run_value(run, c) for c in shared.RUN_MUTABLE), run.id, run.token],
-            )
-            return cursor.rowcount > 0
+            return db.execute(query, values).rowcount > 0
+
+    def update_run(self, run: RunRecord) -> bool:
+        values = [*shared.run_values(run, shared.RUN_MUTABLE, _ts), run.id, run.token]
+        return self._changed(shared.run_update("?", "?"), values)
 
     def heartbeat_run(self, run_id: str, token: str, now: datetime, progress: dict[str, Any] | None) -> bool:
-        with self._tx() as db:
-            if progress is None:
-                cursor = db.execute(
-                    "UPDATE runs SET heartbeat_at = ? WHERE id = ? AND token = ? AND state = 'running'",
-                    (_ts(now), run_id, token),
-                )
-            else:
-                cursor = db.execute(
-                    "UPDATE runs SET heartbeat_at = ?, progress = ? WHERE id = ? AND token = ? AND state = 'running'",
-                    (_ts(now), shared.dumps(progress), run_id, token),
-                )
-            return cursor.rowcount > 0
+        extra = [] if progress is None else [shared.dumps(progress)]
+        query = shared.run_heartbeat("?", "?", progress=progress is not None)
+        return self._changed(query, [_ts(now), *extra, run_id, token])
 
     def takeover_run(self, run: RunRecord, expected_token: str, stale_before: datetime) -> bool:
-        sets = ", ".join(f"{c} = ?" for c in shared.RUN_DRIVER)
-        with self._tx() as db:
-            cursor = db.execute(
-                f"UPDATE runs SET {sets} WHERE {shared.takeover_where('?')}",
-                [*(self._run_value(run, c) for c in shared.RUN_DRIVER), run.id, expected_token, _ts(stale_before)],
-            )
-            return cursor.rowcount > 0
+        values = [*shared.run_values(run, shared.RUN_DRIVER, _ts), run.id, expected_token, _ts(stale_before)]
+        return self._changed(shared.run_takeover("?", "?"), values)
