@@ -49,7 +49,6 @@ class Context:
     is_tty: Callable[[], bool] = field(default=lambda: sys.stdin.isatty())
     sleep: Callable[[float], None] = field(default=lambda seconds: _sleep(seconds))  # cut short by signals in a run
     log_format: str = "text"
-    quiet: bool = False
 
     # ------------------------------------------------------------ config
     @cached_property
@@ -146,7 +145,7 @@ class Context:
     def progress_sink(self, *, quiet: bool = False) -> Sink:
         """Where progress is drawn: a live display on a terminal, lines in a pipe, JSON lines
         with ``--log-format json``; nothing for a ``quiet`` task (a short one) unless ``-v``."""
-        if self.quiet or (quiet and self.verbose == 0):
+        if quiet and self.verbose == 0:
             from opsctl.operations.progress import NullSink
 
             return NullSink()

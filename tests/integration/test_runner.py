@@ -382,3 +382,14 @@ def test_progress_rate_and_eta_from_the_injected_clock(world: World) -> None:
     assert seen[-1]["eta_seconds"] == pytest.approx(60.0) and seen[-1]["status"] == "batch ok"
     stored = views.show(ctx, result.run_id or "")
     assert stored["progress"]["done"] == 400 and stored["progress"]["phase"] == "backfill"
+
+
+def test_confirmation_by_policy_before_the_lock_is_refused_without_a_terminal(world: World) -> None:
+    ctx = world.ctx(is_tty=lambda: False)  # production: policy wants a confirmation
+    with pytest.raises(RefusedError, match="confirmation needed to roll out api:2"):
+        execute(ctx, op(ctx, confirm="roll out api:2"), lambda run: world.steps(1))
+    assert world.log == [] and ctx.store.list_runs() == [] and audit_of(ctx) == [("refused", None)]
+    result = execute(
+        world.ctx(is_tty=lambda: False, yes=True), op(ctx, confirm="roll out api:2"), lambda run: world.steps(1)
+    )
+    assert result.state == "succeeded" and world.log == ["apply 0"]

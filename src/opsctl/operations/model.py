@@ -66,7 +66,6 @@ class Operation:
     lock: str | None = None
     short: bool = False
     confirm: str | None = None  # the question asked when policy wants a confirmation
-    always_confirm: bool = False
     env: str | None = None  # default: the context's environment
     check: Callable[[], None] | None = None  # validates the input first (its refusal is audited too)
     resume_hint: str = ""  # how to resume or roll back a run left half done, e.g. "opsctl deploy rollback api"

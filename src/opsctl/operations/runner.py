@@ -62,8 +62,8 @@ def execute(
     if ctx.dry_run:
         return runner.rehearse()
     try:
-        if op.confirm or op.always_confirm:
-            ctx.confirm(op.confirm or op.kind, service=op.service, always=op.always_confirm)
+        if op.confirm:
+            ctx.confirm(op.confirm, service=op.service)
     except BaseException as exc:
         runner.audit_exception(exc, None)
         raise
