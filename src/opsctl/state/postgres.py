@@ -4,6 +4,8 @@ psycopg is imported inside methods only, so ``opsctl --help`` never pays for it.
 Schema upgrades run in one transaction holding ``pg_advisory_xact_lock``, so
 several opsctl processes opening a fresh database serialise.  Lock acquisition
 is one ``INSERT … ON CONFLICT DO UPDATE … WHERE <expired or ours>`` statement.
+What a failure means for the user (a bad URL, a full server disk, the server out of reach)
+is decided in :mod:`opsctl.state.failures`.
 """
 
 from __future__ import annotations
@@ -15,46 +17,15 @@ from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 from opsctl import redact as redaction
-from opsctl.errors import UpstreamError, UsageError
+from opsctl.errors import UpstreamError
+from opsctl.state import failures
 from opsctl.state import schema as migrations
 from opsctl.state import sql as shared
 from opsctl.state.base import AuditRecord, ConflictError, Event, LockInfo, Record, RunRecord, Store
 
 Row = dict[str, Any]
-_HINT = "check that PostgreSQL is running and reachable, and the state store URL in the config"
-# How psycopg words an option value libpq rejects before connecting ("… invalid port number: …").
-_REJECTED = ("connection is bad: invalid ", "invalid ")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return redaction.redact(text.splitlines()[0] if text else type(exc).__name__)
-
-
-def _register_password(url: str) -> None:
-    """Mask the URL's password in everything printed from now on, even when the URL does not parse
-    (then the text between the first colon of the user info and the last ``@`` is taken)."""
-    if "://" not in url:
-        return
-    try:
-        password = urlsplit(url).password
-    except ValueError:
-        userinfo = url.split("://", 1)[1].rpartition("@")[0]
-        password = userinfo.partition(":")[2] if ":" in userinfo else None
-    if password:
-        redaction.register(password)
-        redaction.register(unquote(password))
-
-
-def _bad_url(location: str, exc: BaseException) -> UsageError:
-    reason = _first_line(exc).removeprefix("connection is bad: ")
-    return UsageError(
-        f"invalid state store URL {location}: {reason}",
-        hint="fix state.url in the config (postgresql://USER@HOST[:PORT]/DATABASE[?PARAMETER=VALUE])",
-    )
 
 
 class PostgresStore(Store):
@@ -68,7 +39,7 @@ class PostgresStore(Store):
 
         ``upgrade_to`` stops the upgrade at an older version (for tests and tooling).
         """
-        _register_password(url)
+        failures.register_password(url)
         self._url = url
         self.schema = schema
         self.location = redaction.redact(url)
@@ -76,7 +47,7 @@ class PostgresStore(Store):
         self._mutex = threading.RLock()
         digest = hashlib.sha256(f"opsctl-schema:{schema}".encode()).digest()
         self._advisory_key = int.from_bytes(digest[:8], "big", signed=True)
-        self._check_url()
+        failures.pg_check_url(url, self.location)
         self._conn: Any = self._connect()
         try:
             self._migrate(upgrade_to)
@@ -86,38 +57,6 @@ class PostgresStore(Store):
             raise
 
     # ------------------------------------------------------------ plumbing
-    def _unreachable(self, exc: BaseException) -> UpstreamError:
-        return UpstreamError(f"state store unreachable at {self.location}: {_first_line(exc)}", hint=_HINT)
-
-    def _failure(self, exc: BaseException) -> UpstreamError:
-        """What a failed statement means: no room on the server (SQLSTATE 53100), another resource
-        exhausted (class 53: memory, connections, temp_file_limit), or the server out of reach."""
-        state = str(getattr(exc, "sqlstate", None) or "")
-        if state == "53100":
-            return UpstreamError(
-                f"disk full at {self.location}: {_first_line(exc)}",
-                hint="free space on the PostgreSQL server's data volume (ask its DBA) and rerun;"
-                " the failed write was rolled back",
-            )
-        if state.startswith("53"):
-            return UpstreamError(
-                f"state store at {self.location} is out of resources: {_first_line(exc)} (SQLSTATE {state})",
-                hint="the PostgreSQL server hit a limit (disk, memory, connections, temporary files);"
-                " retry later, or ask its DBA",
-            )
-        return self._unreachable(exc)
-
-    def _check_url(self) -> None:
-        """Refuse a URL libpq cannot parse (exit 2, as any config mistake) before trying to connect."""
-        from psycopg import ProgrammingError
-        from psycopg.conninfo import conninfo_to_dict
-
-        try:
-            urlsplit(self._url)  # an unclosed IPv6 bracket, for one
-            conninfo_to_dict(self._url)  # libpq's own parser: bad escapes, unknown parameters
-        except (ValueError, ProgrammingError) as exc:
-            raise _bad_url(self.location, exc) from exc
-
     def _connect(self) -> Any:
         import psycopg
         from psycopg import sql
@@ -130,13 +69,8 @@ class PostgresStore(Store):
             )  # fmt: skip
             conn.execute("SET TIME ZONE 'UTC'")
             conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self.schema)))
-        except psycopg.ProgrammingError as exc:
-            raise _bad_url(self.location, exc) from exc
-        except psycopg.Error as exc:
-            reason = _first_line(exc)
-            if reason.startswith(_REJECTED):  # libpq refused an option value before any network I/O
-                raise _bad_url(self.location, exc) from exc
-            raise self._failure(exc) from exc
+        except psycopg.Error as exc:  # a URL libpq refused is exit 2, the server out of reach exit 4
+            raise failures.pg_connect_error(self.location, exc) from exc
         return conn
 
     @contextmanager
@@ -154,7 +88,7 @@ class PostgresStore(Store):
             except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
                 if self._conn.broken:
                     self._conn.close()
-                raise self._failure(exc) from exc
+                raise failures.pg_failure(self.location, exc) from exc
 
     def _rows(self, query: Any, params: Sequence[Any] = ()) -> list[Row]:
         with self._tx() as conn:
@@ -253,7 +187,9 @@ class PostgresStore(Store):
                 row = conn.execute("SELECT * FROM locks WHERE key = %s", (info.key,)).fetchone()
                 if row is not None:
                     return self._lock(row)
-        raise UpstreamError(f"could not acquire {info.key} in the state store at {self.location}", hint=_HINT)
+        raise UpstreamError(
+            f"could not acquire {info.key} in the state store at {self.location}", hint=failures.PG_HINT
+        )
 
     def renew_lock(self, key: str, token: str, ttl: timedelta, now: datetime) -> bool:
         rows = self._rows(

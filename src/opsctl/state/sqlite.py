@@ -6,43 +6,34 @@ check-and-set across processes.  Instants are stored as fixed-width UTC text
 (``2026-11-26T10:00:00.000000Z``), which sorts and compares correctly as text.
 
 A write that fails rolls back (SQLite may already have done so itself) and comes out as one
-:class:`UpstreamError`: ``disk full at PATH`` when there is no room (SQLITE_FULL, or the
-plain I/O error SQLite reports for EFBIG, the file size limit), ``state store at PATH is
-damaged`` for a corrupt file, so that the CLI says what happened instead of "internal error".
+:class:`~opsctl.errors.UpstreamError`: ``disk full at PATH`` when there is no room (SQLITE_FULL, or
+the plain I/O error SQLite reports for EFBIG, the file size limit), ``state store at PATH is
+damaged`` for a corrupt file, so that the CLI says what happened instead of "internal error";
+that classification lives in :mod:`opsctl.state.failures`.
 """
 
 from __future__ import annotations
 
-import errno
 import json
 import logging
 import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, NoReturn
 
-from opsctl.errors import OpsctlError, UpstreamError, UsageError
 from opsctl.fsutil import ensure_private_dir
-from opsctl.state import schema
+from opsctl.state import failures, schema
 from opsctl.state import sql as shared
 from opsctl.state.base import AuditRecord, ConflictError, Event, LockInfo, Record, RunRecord, Store
 
 log = logging.getLogger("opsctl.state")
 
 _TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
-
-# SQLite primary result codes (the low byte of ``sqlite_errorcode``) that tell about the file or
-# the disk rather than about our SQL.
-_FULL, _IOERR, _CORRUPT, _NOTADB = 13, 10, 11, 26
-_NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
-# Room a write may need beyond a file's end: a WAL frame of the largest page size, and the
-# shared-memory index growing by one 32 KiB region.
-_ROOM = 2 * 65536
 
 
 def _ts(moment: datetime) -> str:
@@ -70,15 +61,15 @@ class SQLiteStore(Store):
             if not self.path.exists():  # audit rows can be sensitive: owner-only from the start (-wal, -shm follow)
                 os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
         except OSError as exc:
-            if exc.errno in _NO_ROOM:
-                raise self._disk_full(os.strerror(exc.errno)) from exc
-            raise self._cannot_open(exc) from exc
+            if exc.errno in failures.NO_ROOM:
+                raise failures.sqlite_disk_full(self.location, os.strerror(exc.errno)) from exc
+            raise failures.sqlite_cannot_open(self.location, exc) from exc
         try:
             self._db = sqlite3.connect(
                 self.location, timeout=busy_timeout, isolation_level=None, check_same_thread=False
             )
         except sqlite3.Error as exc:
-            raise self._cannot_open(exc) from exc
+            raise failures.sqlite_cannot_open(self.location, exc) from exc
         try:
             self._db.row_factory = sqlite3.Row
             self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
@@ -86,7 +77,8 @@ class SQLiteStore(Store):
             self._db.execute("PRAGMA synchronous = NORMAL")
         except sqlite3.Error as exc:
             self._db.close()
-            raise (self._classify(exc, opening=True) or self._cannot_open(exc)) from exc
+            error = failures.sqlite_error(self.path, exc, opening=True)
+            raise (error or failures.sqlite_cannot_open(self.location, exc)) from exc
         try:
             self._migrate(upgrade_to)
             self._version = self.schema_version()
@@ -98,77 +90,9 @@ class SQLiteStore(Store):
     def _execute(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         return [tuple(row) for row in self._db.execute(sql, tuple(params)).fetchall()]
 
-    def _cannot_open(self, exc: BaseException) -> UsageError:
-        return UsageError(
-            f"cannot open the state store at {self.location}: {exc}",
-            hint="check that the directory is writable, or point OPSCTL_STATE_DIR elsewhere",
-        )
-
-    def _failed(self, exc: sqlite3.Error) -> UpstreamError:
-        return UpstreamError(
-            f"state store at {self.location} failed: {exc}",
-            hint="another opsctl may hold the database for long; retry, or check the disk",
-        )
-
-    def _disk_full(self, detail: str) -> UpstreamError:
-        return UpstreamError(
-            f"disk full at {self.location}: {detail}",
-            hint="free space there (or raise the file size limit) and rerun;"
-            " nothing was half-written (SQLite rolls back a write it cannot finish)",
-        )
-
-    def _no_room(self) -> str | None:
-        """Why a write found no room, if it did: the process's file size limit (``ulimit -f``;
-        SQLite reports EFBIG as a plain I/O error) is reached, or the filesystem is full."""
-        try:
-            import resource
-
-            limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]  # RLIM_INFINITY is -1 (or huge)
-        except (ImportError, OSError, ValueError):  # no such limit on this platform
-            limit = -1
-        if limit >= 0:
-            sizes = []
-            for name in self._files():
-                with suppress(OSError):
-                    sizes.append(os.stat(name).st_size)
-            if max(sizes, default=0) + _ROOM > limit:
-                return f"the file size limit of this process (ulimit -f) is {limit} bytes"
-        try:
-            fs = os.statvfs(self.path.parent)
-        except OSError:
-            return None
-        free = fs.f_bavail * fs.f_frsize
-        return f"{free} bytes free" if free < _ROOM else None
-
-    def _files(self) -> list[str]:
-        return [self.location + suffix for suffix in ("", "-wal", "-shm")]
-
-    def _classify(self, exc: sqlite3.Error, *, opening: bool = False) -> OpsctlError | None:
-        """The error to report for ``exc``; None for one that means a bug (SQL, a constraint)."""
-        code = getattr(exc, "sqlite_errorcode", None)
-        primary = code & 0xFF if isinstance(code, int) else None
-        room = self._no_room() if primary in (_FULL, _IOERR) else None
-        if primary == _FULL or room:
-            return self._disk_full(f"{room} ({exc})" if room else str(exc))
-        if primary == _IOERR:
-            name = getattr(exc, "sqlite_errorname", "SQLITE_IOERR")
-            return UpstreamError(
-                f"state store at {self.location} could not be read or written: {exc} ({name})",
-                hint="check the disk and the kernel log (dmesg); a failed write was rolled back",
-            )
-        if primary in (_CORRUPT, _NOTADB):
-            return UpstreamError(
-                f"state store at {self.location} is damaged ({exc})",
-                hint=f"keep the file, it holds the audit log: move {self.path.name} and its -wal and -shm files"
-                " aside (the next opsctl starts a new store) and salvage rows with 'sqlite3 FILE .recover'",
-            )
-        if opening or not isinstance(exc, sqlite3.OperationalError):
-            return None
-        return self._failed(exc)
-
     def _raise(self, exc: sqlite3.Error) -> NoReturn:
-        """Re-raise ``exc`` as what it means for the user (see :meth:`_classify`)."""
-        error = self._classify(exc)
+        """Re-raise ``exc`` as what it means for the user (see :func:`failures.sqlite_error`)."""
+        error = failures.sqlite_error(self.path, exc)
         if error is None:
             raise exc
         raise error from exc

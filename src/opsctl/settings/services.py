@@ -1,0 +1,89 @@
+"""A service and its blocks (PagerDuty, Kubernetes, Prometheus, database, cache, DNS),
+with the per-environment blocks that replace them (:meth:`Service.in_env`)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Literal
+
+from pydantic import Field
+
+from opsctl.settings.types import Duration, Model, Name, SecretRef, UrlOrSecret
+
+
+class PagerDutyService(Model):
+    service_id: str = Field(description="PagerDuty service ID, e.g. PABC123")
+    escalation_policy: str | None = Field(default=None, description="escalation policy ID")
+
+
+class Traffic(Model):
+    kind: Literal["service", "gateway-api", "istio", "none"] = "service"
+    route: str | None = Field(default=None, description="HTTPRoute / VirtualService name")
+
+
+class Kubernetes(Model):
+    context: str | None = None
+    namespace: str = "default"
+    deployment: str
+    traffic: Traffic = Traffic()
+
+
+class Prometheus(Model):
+    queries: dict[str, str] = Field(default_factory=dict, description="named PromQL queries")
+
+
+class Backup(Model):
+    provider: Literal["pgbackrest", "rds"]
+    stanza: str | None = Field(default=None, description="pgBackRest stanza")
+    repo_path: str | None = Field(default=None, description="pgBackRest posix repository path")
+    instance: str | None = Field(default=None, description="RDS DB instance identifier")
+    retention: Duration = Field(default=timedelta(days=7), description="PITR retention")
+
+
+class Database(Model):
+    dsn: SecretRef = Field(description="secret reference holding the connection string")
+    backup: Backup | None = None
+    replica: str | None = Field(default=None, description="read replica (host or RDS identifier)")
+
+
+class Cache(Model):
+    redis_url: UrlOrSecret
+    key_prefix: str = ""
+
+
+class Dns(Model):
+    zone: str
+    record: str
+
+
+class EnvironmentOverride(Model):
+    """Per-environment blocks; each replaces the service's block of the same name."""
+
+    region: str | None = None
+    kubernetes: Kubernetes | None = None
+    database: Database | None = None
+    cache: Cache | None = None
+    dns: Dns | None = None
+
+
+class Service(Model):
+    name: Name
+    tier: int
+    owner: Name = Field(description="owning team")
+    description: str = ""
+    region: str | None = None
+    pagerduty: PagerDutyService | None = None
+    kubernetes: Kubernetes | None = None
+    prometheus: Prometheus | None = None
+    database: Database | None = None
+    cache: Cache | None = None
+    dns: Dns | None = None
+    environments: dict[Name, EnvironmentOverride] = Field(default_factory=dict)
+
+    def in_env(self, env: str) -> Service:
+        """This service with the blocks of environment ``env`` applied."""
+        override = self.environments.get(env)
+        if override is None:
+            return self
+        changes = {k: v for k, v in override if v is not None}
+        return self.model_copy(update=changes)
