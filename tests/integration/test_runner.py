@@ -72,6 +72,19 @@ def world(state_config: Path, tmp_path: Path) -> World:
     return World(state_config, tmp_path / "state", FakeClock(T0))
 
 
+@pytest.fixture
+def live_signals() -> Any:
+    """Signals as a terminal session has them (a CI job started in the background may have
+    inherited SIGINT ignored, which opsctl rightly leaves ignored)."""
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    yield
+    for sig, handler in saved.items():
+        signal.signal(sig, handler)
+
+
 def op(ctx: Context, *, short: bool = False, **kw: Any) -> Operation:
     return Operation("test op", ctx.service("api"), {"image": "api:2"}, lock="test", short=short, **kw)
 
@@ -282,7 +295,7 @@ def test_a_long_operation_refuses_to_start_over_an_orphaned_run_a_short_one_supe
     assert closed is not None and closed.state == "interrupted" and "superseded" in closed.message
 
 
-def test_sigterm_stops_at_the_next_safe_point_and_compensates(world: World) -> None:
+def test_sigterm_stops_at_the_next_safe_point_and_compensates(world: World, live_signals: Any) -> None:
     ctx = world.ctx()
     steps = world.steps(4)
 
@@ -304,7 +317,7 @@ def test_sigterm_stops_at_the_next_safe_point_and_compensates(world: World) -> N
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers restored
 
 
-def test_signals_during_the_rollback_are_reported_and_the_third_abandons_it(world: World) -> None:
+def test_signals_during_the_rollback_are_reported_and_the_third_abandons_it(world: World, live_signals: Any) -> None:
     ctx = world.ctx()
     steps = world.steps(3, fail_at=2)
     said: list[str] = []
@@ -393,3 +406,20 @@ def test_confirmation_by_policy_before_the_lock_is_refused_without_a_terminal(wo
         world.ctx(is_tty=lambda: False, yes=True), op(ctx, confirm="roll out api:2"), lambda run: world.steps(1)
     )
     assert result.state == "succeeded" and world.log == ["apply 0"]
+
+
+def test_a_signal_ignored_at_start_stays_ignored(world: World, live_signals: Any) -> None:
+    """nohup and background jobs: opsctl does not take over a signal its caller chose to ignore."""
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    ctx = world.ctx()
+    steps = world.steps(2)
+
+    def hangup(run: Any) -> int:
+        world.log.append("apply 0")
+        os.kill(os.getpid(), signal.SIGHUP)  # ignored: the run goes on
+        run.sleep(1)
+        return 0
+
+    steps[0].apply = hangup
+    assert execute(ctx, op(ctx), lambda run: steps).state == "succeeded"
+    assert world.log == ["apply 0", "apply 1"]
