@@ -135,14 +135,15 @@ class Output:
         return self.err.is_terminal
 
     # -- diagnostics (stderr) ---------------------------------------------------
+    # One message, one line: rich must not break it at 80 columns in a pipe (grep, CI logs).
     def info(self, message: str) -> None:
-        self.err.print(_shown(message), markup=False, style="dim")
+        self.err.print(_shown(message), markup=False, style="dim", soft_wrap=True)
 
     def success(self, message: str) -> None:
-        self.err.print(_shown(message), markup=False, style="green")
+        self.err.print(_shown(message), markup=False, style="green", soft_wrap=True)
 
     def warn(self, message: str) -> None:
-        self.err.print("warning: " + _shown(message), markup=False, style="yellow")
+        self.err.print("warning: " + _shown(message), markup=False, style="yellow", soft_wrap=True)
 
     def error(self, message: str) -> None:
         self.err.print("error: " + _shown(message), markup=False, style="bold red", soft_wrap=True)

@@ -164,3 +164,17 @@ def test_json_lines_are_one_redacted_safe_document_per_line():
     assert len(lines) == 3 and lines[2] == ""
     assert json.loads(lines[0]) == {"title": HOSTILE, "note": "has ***"} and json.loads(lines[1]) == [1, 2]
     assert not RAW_CONTROL.search(out.getvalue().replace("\n", ""))
+
+
+def test_messages_are_one_line_in_a_pipe_however_long():
+    import io
+
+    from opsctl.output import Output
+
+    err = io.StringIO()
+    out = Output("table", stdout=io.StringIO(), stderr=err)
+    long = "NOBODY WAS PAGED for INC-XNCCQFEQ: no PagerDuty token is configured (local backend); " * 3
+    out.warn(long)
+    out.info(long)
+    out.success(long)
+    assert err.getvalue().count("\n") == 3
