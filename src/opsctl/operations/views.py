@@ -36,7 +36,9 @@ def to_dict(run: RunRecord, now: datetime) -> dict[str, Any]:
         "driver": {"user": run.driver_user, "host": run.driver_host, "pid": run.driver_pid},
         "started_at": isoformat(run.started_at),
         "heartbeat_at": isoformat(run.heartbeat_at),
-        "heartbeat_age_seconds": max(0, int((now - run.heartbeat_at).total_seconds())),
+        "heartbeat_age_seconds": (
+            max(0, int((now - run.heartbeat_at).total_seconds())) if run.state == RUNNING else None
+        ),
         "finished_at": isoformat(run.finished_at),
         "lease_seconds": run.lease_seconds,
         "lock": run.lock_key,
