@@ -44,13 +44,14 @@ def current_user() -> str:
 
 
 def outcome_of(exc: BaseException) -> tuple[str, ExitCode, str]:
-    """The audit outcome, exit code and message for an exception that ended a command."""
-    from typer import Abort
+    """The audit outcome, exit code and message for an exception that ended a command.
 
+    (A prompt's Ctrl-C reaches here as the KeyboardInterrupt it is: ``Context.confirm`` unwraps
+    click's ``Abort``.)"""
     from opsctl.errors import OpsctlError
     from opsctl.operations.model import Interrupted, RunError
 
-    if isinstance(exc, KeyboardInterrupt | Abort):
+    if isinstance(exc, KeyboardInterrupt):
         name = exc.signame if isinstance(exc, Interrupted) else "SIGINT"
         return "interrupted", ExitCode.INTERRUPTED, f"interrupted ({name})"
     if isinstance(exc, RunError):
