@@ -39,6 +39,16 @@ _COLUMNS = [
 ]
 
 
+_CHANGES = [
+    Column("at", "WHEN"),
+    Column("kind", "CHANGE"),
+    Column("image"),
+    Column("state"),
+    Column("by", "WHO"),
+    Column("rollback", "ROLL BACK WITH"),
+]
+
+
 def render(c: Context, outcome: Outcome) -> None:
     """The incident object on stdout (the plan, for a dry run); notices and the checklist on stderr."""
     from opsctl.incidents.engine import warnings_of
@@ -57,13 +67,34 @@ def render(c: Context, outcome: Outcome) -> None:
     elif outcome.created and not incident.paged and incident.is_open:
         c.output.info(f"{incident.id} not paged: {incident.page_reason}")
     if c.output.format != "table":
-        c.output.data(incident.to_dict())
+        data = incident.to_dict()
+        if outcome.created:
+            from opsctl.incidents.views import changes
+
+            data["changes"] = changes(c, incident)
+        c.output.data(data)
         return
     c.output.data(summary(incident, c.clock()))
     if outcome.created:
+        _recent_changes(c, incident)
         c.output.info(f"Response checklist (SEV-{incident.sev}):")
         for step in checklist(incident.sev, incident.id):
             c.output.info(f"  [ ] {step}")
+
+
+def _recent_changes(c: Context, incident: Any) -> None:
+    """Mitigate first: the service's changes of the last 24 h, each with its rollback command."""
+    from opsctl.incidents.views import changes
+
+    recent = changes(c, incident)
+    if not recent:
+        return
+    c.output.warn(f"{incident.service} changed in the last 24 h (mitigate first: roll back?):")
+    for change in recent:
+        undo = f" — roll back: {change['rollback']}" if change.get("rollback") else ""
+        c.output.info(
+            f"  {change['at']} {change['kind']} {change.get('image') or ''} ({change['state']}) by {change['by']}{undo}"
+        )
 
 
 def render_plan(c: Context, outcome: Outcome) -> None:
@@ -147,10 +178,14 @@ def show(ctx: typer.Context, incident_id: str = typer.Argument(..., metavar="ID"
         c.output.data(data)
         return
     timeline = data.pop("timeline")
+    recent = data.pop("changes")
     c.output.data(data)
     c.output.data(
         timeline, columns=[Column("at", "WHEN"), Column("author", "WHO"), Column("event"), Column("data", "DETAILS")]
     )
+    if recent:
+        c.output.text("Changes to the service in the 24 h before (and since):")
+        c.output.data(recent, columns=_CHANGES)
 
 
 @app.command("ack")

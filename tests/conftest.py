@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from opsctl import redact
+from tests.fakes.prometheus import prom, prometheus  # noqa: F401  (fixtures: the real Prometheus)
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "config" / "opsctl.example.yaml"

@@ -175,7 +175,32 @@ def _pagerduty(ctx: Context, service: str | None, env: str | None) -> Any:
     )
 
 
+def _kube(ctx: Context, service: str | None, env: str | None) -> Any:
+    """Kubernetes for a service in an environment: the environment's kubeconfig, the service's
+    context (or the environment's default context)."""
+    from opsctl.integrations.kube import KubeClient
+
+    settings = ctx.integrations_for(env).kubernetes
+    context = settings.context
+    if service is not None:
+        block = ctx.service(service, env=env).kubernetes
+        if block is not None and block.context:
+            context = block.context
+    return KubeClient(settings.kubeconfig, context, sleep=ctx.sleep)
+
+
+def _prometheus(ctx: Context, service: str | None, env: str | None) -> Any:
+    from opsctl.integrations.prometheus import PrometheusClient
+
+    settings = ctx.integrations_for(env).prometheus
+    return PrometheusClient(
+        settings.url, ca_bundle=settings.ca_bundle, budget=settings.timeout.total_seconds(), sleep=ctx.sleep
+    )
+
+
 FACTORIES: dict[str, Factory] = {
+    "kube": _kube,
+    "prometheus": _prometheus,
     "state": _state,
     "locks": _locks,
     "secrets": _secrets,

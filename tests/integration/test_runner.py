@@ -311,7 +311,7 @@ def test_sigterm_stops_at_the_next_safe_point_and_compensates(world: World, live
         execute(ctx, op(ctx), lambda run: steps)
     assert caught.value.exit_code == ExitCode.INTERRUPTED
     assert world.log == ["apply 0", "apply 1", "undo 1", "undo 0"]
-    assert caught.value.result.state == "rolled_back" and "interrupted by SIGTERM" in caught.value.message
+    assert caught.value.result.state == "interrupted" and "interrupted by SIGTERM" in caught.value.message
     assert [o for o, _ in audit_of(ctx)] == ["started", "interrupted"]
     assert ctx.locks.holder("test/api@production", world.clock()) is None
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers restored
@@ -423,3 +423,47 @@ def test_a_signal_ignored_at_start_stays_ignored(world: World, live_signals: Any
     steps[0].apply = hangup
     assert execute(ctx, op(ctx), lambda run: steps).state == "succeeded"
     assert world.log == ["apply 0", "apply 1"]
+
+
+def test_a_step_can_pause_the_run_for_a_decision_and_it_is_resumed_later(world: World) -> None:
+    from opsctl.operations.model import Pause
+
+    ctx = world.ctx()
+    steps = world.steps(3)
+
+    def undecided(run: Any) -> int:
+        world.log.append("apply 1")
+        if not run.data.get("decided"):
+            raise Pause("3 inconclusive checks in a row", hint="promote, roll back or resume")
+        return 1
+
+    steps[1].apply = undecided
+    with pytest.raises(RunError) as caught:
+        execute(ctx, op(ctx), lambda run: steps)
+    assert caught.value.exit_code == ExitCode.FAILED and caught.value.result.state == "paused"
+    assert world.log == ["apply 0", "apply 1"]  # nothing undone
+    [paused] = views.list_runs(ctx, service=None, env=None, include_finished=False, limit=5)
+    assert paused["state"] == "paused" and ctx.locks.holder("test/api@production", world.clock()) is None
+    assert [o for o, _ in audit_of(ctx)] == ["started", "paused"]
+
+    def decided(run: Any) -> list[Step]:
+        run.save(decided=True)
+        return steps
+
+    world.log.clear()
+    result = execute(world.ctx(), op(ctx), decided, takeover=paused["id"])
+    assert result.state == "succeeded" and world.log == ["apply 1", "apply 2"]
+
+
+def test_requests_reach_the_live_driver_once(world: World) -> None:
+    ctx = world.ctx()
+    seen: list[list[str]] = []
+
+    def listen(run: Any) -> None:
+        views.request(ctx, run.id, "promote", full=True)
+        views.request(ctx, run.id, "abort")
+        seen.append([r["action"] for r in run.requests()])
+        seen.append([r["action"] for r in run.requests()])
+
+    execute(ctx, op(ctx), lambda run: [Step("listen", "wait for requests", apply=listen)])
+    assert seen == [["promote", "abort"], []]

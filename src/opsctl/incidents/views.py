@@ -83,7 +83,17 @@ def show(ctx: Context, incident_id: str) -> dict[str, Any]:
     incident = load(ctx, incident_id)
     data = with_timers(incident, ctx.clock())
     data["timeline"] = timeline(ctx, incident)
+    data["changes"] = changes(ctx, incident)
     return data
+
+
+def changes(ctx: Context, incident: Incident) -> list[dict[str, Any]]:
+    """The service's changes (deploys, rollbacks, later migrations) in the 24 h before the
+    incident was declared — and since — with the command that rolls each back."""
+    from opsctl.deploy.status import changes as recent
+
+    now = ctx.clock()
+    return recent(ctx, incident.service, incident.env, since=now - incident.declared_at + timedelta(hours=24))
 
 
 def checklist(sev: int, incident_id: str) -> list[str]:
@@ -128,8 +138,12 @@ def postmortem(ctx: Context, incident_id: str) -> str:
         "| time | who | event |",
         "|---|---|---|",
     ]
-    for entry in events:
-        lines.append(f"| {entry['at']} | {entry['author']} | {_describe(entry)} |")
+    rows = [(entry["at"], entry["author"], _describe(entry)) for entry in events]
+    for change in changes(ctx, incident):
+        what = f"change: {change['kind']} {change.get('image') or ''} ({change['state']}, run {change['run_id']})"
+        rows.append((change["at"], change["by"], what.replace("|", "\\|")))
+    for at, who, what in sorted(rows, key=lambda row: str(row[0])):
+        lines.append(f"| {at} | {who} | {what} |")
     lines += [
         "",
         "## Root cause",

@@ -19,10 +19,12 @@ from opsctl.operations.audit import outcome_of
 from opsctl.operations.model import (
     FAILED,
     INTERRUPTED,
+    PAUSED,
     ROLLED_BACK,
     SUCCEEDED,
     Interrupted,
     LeaseLost,
+    Pause,
     RunError,
     RunResult,
     Step,
@@ -64,6 +66,8 @@ class Drive:
                 self.results[step.name] = value
             except LeaseLost as exc:
                 return self._lost(str(exc), in_progress)
+            except Pause as exc:
+                return self._pause(exc, index)
             except KeyboardInterrupt as exc:
                 signame = exc.signame if isinstance(exc, Interrupted) else "SIGINT"
                 return self._undo(completed, in_progress, cause=None, signame=signame)
@@ -100,6 +104,16 @@ class Drive:
             )
         )
 
+    def _pause(self, pause: Pause, index: int) -> RunResult:
+        message = f"paused at step '{self.steps[index].name}': {pause.message}"
+        quietly(self.run.event, "paused", index=index, step=self.steps[index].name, reason=pause.message)
+        quietly(self.run.finish, PAUSED, message)
+        self.runner.audit("paused", pause.exit_code, message, self.run.id)
+        result = self._result(PAUSED, message)
+        if pause.exit_code == ExitCode.OK:
+            return result
+        raise _audited(RunError(message, pause.hint, result, pause.exit_code))
+
     def _undo(
         self,
         completed: list[int],
@@ -109,7 +123,7 @@ class Drive:
         signame: str | None,
         requested: bool = False,
     ) -> RunResult:
-        changed = completed + ([in_progress] if in_progress is not None else [])
+        changed = [i for i in completed + ([in_progress] if in_progress is not None else []) if self.steps[i].changes]
         queue = [i for i in reversed(changed) if self.steps[i].compensate is not None]
         undone: list[int] = []
         problem: str | None = None
@@ -154,7 +168,11 @@ class Drive:
         left = f"; still applied: {', '.join(repr(n) for n in still)}" if still else ""
         trouble = f"; {problem}" if problem else ""
         clean = not still and problem is None
-        state = ROLLED_BACK if clean and names else (INTERRUPTED if signame or not still else FAILED)
+        # A signal always ends "interrupted" (the message says what was undone); a failure ends
+        # "rolled_back" when everything it changed was undone, else "failed".
+        state = INTERRUPTED if signame else ROLLED_BACK if clean and names else INTERRUPTED if not still else FAILED
+        if still:
+            self.run.record.data["still_applied"] = still  # for engines: the run left a half-done change
         if requested:
             state = ROLLED_BACK if clean else FAILED
             message = f"rolled back on request: {undid}{left}{trouble}"

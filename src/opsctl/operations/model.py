@@ -19,11 +19,11 @@ if TYPE_CHECKING:
     from opsctl.settings import Service
 
 # Stored run states; "orphaned" is derived when reading (a running run whose heartbeat is stale).
-RUNNING, SUCCEEDED, FAILED, ROLLED_BACK, INTERRUPTED, ORPHANED = (
-    "running", "succeeded", "failed", "rolled_back", "interrupted", "orphaned",
+RUNNING, SUCCEEDED, FAILED, ROLLED_BACK, INTERRUPTED, ORPHANED, PAUSED = (
+    "running", "succeeded", "failed", "rolled_back", "interrupted", "orphaned", "paused",
 )  # fmt: skip
-STATES = (RUNNING, SUCCEEDED, FAILED, ROLLED_BACK, INTERRUPTED, ORPHANED)
-ACTIVE = (RUNNING, ORPHANED)
+STATES = (RUNNING, PAUSED, SUCCEEDED, FAILED, ROLLED_BACK, INTERRUPTED, ORPHANED)
+ACTIVE = (RUNNING, ORPHANED, PAUSED)  # in flight: shown by 'opsctl runs' without --all
 
 
 @dataclass
@@ -40,6 +40,7 @@ class Step:
     apply: Callable[[Run], Any] | None = None
     compensate: Callable[[Run], Any] | None = None
     undo: str = ""  # what the compensation does, in words (shown in the plan)
+    changes: bool = True  # False for a step that only waits or reads (a bake, an analysis): nothing to undo
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -66,6 +67,7 @@ class Operation:
     lock: str | None = None
     short: bool = False
     confirm: str | None = None  # the question asked when policy wants a confirmation
+    must_confirm: bool = False  # ask it even when no policy rule matches (tier 0-1 canaries)
     env: str | None = None  # default: the context's environment
     check: Callable[[], None] | None = None  # validates the input first (its refusal is audited too)
     resume_hint: str = ""  # how to resume or roll back a run left half done, e.g. "opsctl deploy rollback api"
@@ -104,3 +106,14 @@ class Interrupted(KeyboardInterrupt):
 
 class LeaseLost(Exception):
     """The run's lock or heartbeat was lost: no further change may be made."""
+
+
+class Pause(Exception):
+    """Raised by a step to stop the run where it stands, on purpose and resumable: nothing is
+    undone, the run is ``paused`` at that step (which is applied again on resume), the lock is
+    released.  ``exit_code`` is what the command exits with (a pause for a human's decision is
+    not a success)."""
+
+    def __init__(self, message: str, hint: str | None = None, exit_code: ExitCode = ExitCode.FAILED) -> None:
+        super().__init__(message)
+        self.message, self.hint, self.exit_code = message, hint, exit_code

@@ -49,6 +49,7 @@ class Run:
             on_change=self._remember,
         )
         self._snapshot: dict[str, Any] = {}
+        self._request_seq = 0  # requests up to this timeline position were seen (or predate us)
         if lease is not None:
             lease.on_beat("run", self._heartbeat)
             lease.on_lost(lambda reason: guard.stop.set())
@@ -83,6 +84,26 @@ class Run:
         signame = self.guard.pending()
         if signame is not None:
             raise Interrupted(signame)
+
+    def requests(self) -> list[dict[str, Any]]:
+        """Requests other processes left for this run since the last call (``deploy promote``,
+        ``deploy rollback`` while it runs), oldest first: ``{"action": …, "by": …, …}``."""
+        if self.dry or not self.persisted:
+            return []
+        events = [
+            e for e in self.ctx.store.list_events(EVENT_KIND, self.id)
+            if e.type == "request" and (e.seq or 0) > self._request_seq
+        ]  # fmt: skip
+        if events:
+            self._request_seq = max(e.seq or 0 for e in events)
+            for e in events:  # the requester waits for this
+                self.event("request_seen", action=e.data.get("action"), request=e.seq)
+        return [{**e.data, "by": e.author, "at": e.at} for e in events]
+
+    def skip_requests(self) -> None:
+        """Ignore requests left before now (a new driver does not act on its predecessor's)."""
+        events = self.ctx.store.list_events(EVENT_KIND, self.id) if self.persisted and not self.dry else []
+        self._request_seq = max((e.seq or 0 for e in events), default=0)
 
     def checkpoint_lease(self) -> None:
         """Raise if the lease is gone (compensations, too, are changes that need the lock)."""

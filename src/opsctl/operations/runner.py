@@ -63,7 +63,7 @@ def execute(
         return runner.rehearse()
     try:
         if op.confirm:
-            ctx.confirm(op.confirm, service=op.service)
+            ctx.confirm(op.confirm, service=op.service, always=op.must_confirm)
     except BaseException as exc:
         runner.audit_exception(exc, None)
         raise
@@ -250,6 +250,7 @@ class _Runner:
         mode = "roll it back" if rollback else "resume it"
         run = Run(self.ctx, taken, lease, guard, quiet=self.op.short)
         run.persisted = True
+        run.skip_requests()
         run.event("takeover", previous=driver, driver=me, mode="rollback" if rollback else "resume")
         self.audit("takeover", ExitCode.OK, f"{me} took over run {old.id} from {driver} to {mode}", old.id)
         done, in_progress = timeline_state(store.list_events("run", old.id))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from opsctl.operations.model import ACTIVE, ORPHANED, RUNNING
+from opsctl.operations.model import ACTIVE, ORPHANED, PAUSED, RUNNING
 from opsctl.timeutil import isoformat
 
 if TYPE_CHECKING:
@@ -49,7 +49,7 @@ def to_dict(run: RunRecord, now: datetime) -> dict[str, Any]:
 def list_runs(
     ctx: Context, *, service: str | None, env: str | None, include_finished: bool, limit: int
 ) -> list[dict[str, Any]]:
-    states = None if include_finished else [RUNNING]
+    states = None if include_finished else [RUNNING, PAUSED]
     now = ctx.clock()
     runs = ctx.store.list_runs(service=service, env=env, states=states, limit=limit)
     rows = [to_dict(r, now) for r in runs]
@@ -91,3 +91,22 @@ def timeline_state(events: list[Event]) -> tuple[set[int], int | None]:
             undone.add(index)
     in_progress = sorted(started - done - undone)
     return done - undone, (in_progress[-1] if in_progress else None)
+
+
+def request(ctx: Context, run_id: str, action: str, **data: Any) -> int:
+    """Leave a request for a run's live driver (it acts on it at its next check); its timeline
+    position, to wait for with :func:`seen`."""
+    from opsctl.operations.audit import current_user
+    from opsctl.state.base import Event
+
+    event = ctx.store.add_event(
+        Event("run", run_id, ctx.clock(), current_user(), "request", {"action": action, **data})
+    )
+    return event.seq or 0
+
+
+def seen(ctx: Context, run_id: str, request_seq: int) -> bool:
+    """Whether the run's driver has picked up the request at ``request_seq``."""
+    return any(
+        e.type == "request_seen" and e.data.get("request") == request_seq for e in ctx.store.list_events("run", run_id)
+    )

@@ -16,6 +16,7 @@ inside the functions that need it.
 from __future__ import annotations
 
 from opsctl.settings.config import Config, cross_check, json_schema, references
+from opsctl.settings.deploy import AnalysisPolicy, DeployPolicy
 from opsctl.settings.integrations import (
     AwsIntegration,
     AwsOverride,
@@ -62,6 +63,7 @@ from opsctl.settings.types import (
 __all__ = [
     "BUILTIN_TIERS",
     "REFERENCE_FIELD",
+    "AnalysisPolicy",
     "AwsIntegration",
     "AwsOverride",
     "Backup",
@@ -70,6 +72,7 @@ __all__ = [
     "Config",
     "ConfirmRule",
     "Database",
+    "DeployPolicy",
     "Dns",
     "Duration",
     "EnvironmentOverride",

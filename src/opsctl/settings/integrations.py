@@ -26,6 +26,10 @@ class PagerDutyIntegration(Model):
 
 class PrometheusIntegration(Model):
     url: Url = "http://127.0.0.1:9090"
+    ca_bundle: str | None = Field(default=None, description="CA bundle for an https Prometheus")
+    timeout: Duration = Field(
+        default=timedelta(seconds=15), description="total time budget per query, retries included"
+    )
 
 
 class AwsIntegration(Model):
@@ -69,6 +73,8 @@ class PagerDutyOverride(Model):
 
 class PrometheusOverride(Model):
     url: Given[Url] = None
+    ca_bundle: str | None = None
+    timeout: Given[Duration] = None
 
 
 class AwsOverride(Model):

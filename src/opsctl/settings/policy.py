@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
+from opsctl.settings.deploy import DeployPolicy
 from opsctl.settings.types import Duration, Model, TimeZone
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -80,6 +81,7 @@ class Policy(Model):
         default=timedelta(seconds=15),
         description="how long a short operation (an incident command) waits for a held lock before giving up",
     )
+    deploy: DeployPolicy = DeployPolicy()
 
     @field_validator("severities", mode="before")
     @classmethod

@@ -25,11 +25,18 @@ class Kubernetes(Model):
     context: str | None = None
     namespace: str = "default"
     deployment: str
+    service: str | None = Field(default=None, description="the Kubernetes Service in front of it (default: deployment)")
+    container: str | None = Field(default=None, description="the container whose image a deploy sets (default: first)")
     traffic: Traffic = Traffic()
 
 
 class Prometheus(Model):
-    queries: dict[str, str] = Field(default_factory=dict, description="named PromQL queries")
+    queries: dict[str, str] = Field(
+        default_factory=dict,
+        description="PromQL overriding the analysis defaults (requests, error_ratio, p95_ms);"
+        " placeholders {service}, {track}, {window}",
+    )
+    preview: bool = Field(default=False, description="blue/green: analyse green on preview traffic before the switch")
 
 
 class Backup(Model):

@@ -76,8 +76,8 @@ class RunRecord:
     """One run of a mutating operation, as the state store keeps it.
 
     ``token`` identifies the driving process: only it may update the run, and a takeover
-    swaps it atomically.  ``state`` is stored as running, succeeded, failed, rolled_back or
-    interrupted; "orphaned" is derived (a running run whose heartbeat is older than its lease).
+    swaps it atomically.  ``state`` is stored as running, paused, succeeded, failed, rolled_back
+    or interrupted; "orphaned" is derived (a running run whose heartbeat is older than its lease).
     """
 
     id: str
@@ -214,5 +214,5 @@ class Store(ABC):
     @abstractmethod
     def takeover_run(self, run: RunRecord, expected_token: str, stale_before: datetime) -> bool:
         """Make ``run`` (its new driver and token) the driver of ``run.id`` atomically, if the run
-        is still driven by ``expected_token`` and is interrupted, failed, or running with a
+        is still driven by ``expected_token`` and is interrupted, failed, paused, or running with a
         heartbeat older than ``stale_before``.  One winner when several try."""

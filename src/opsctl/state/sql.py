@@ -102,7 +102,7 @@ def runs_select(
 def takeover_where(ph: str) -> str:
     """The condition under which a takeover may replace a run's driver."""
     return (
-        f"id = {ph} AND token = {ph} AND (state IN ('interrupted', 'failed')"
+        f"id = {ph} AND token = {ph} AND (state IN ('interrupted', 'failed', 'paused')"
         f" OR (state = 'running' AND heartbeat_at < {ph}))"
     )
 

@@ -1,0 +1,1 @@
+"""Deploys: canary and blue/green rollouts on Kubernetes, judged by Prometheus."""
