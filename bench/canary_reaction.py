@@ -46,7 +46,7 @@ def error_ratio(server: PrometheusServer, name: str) -> float | None:
         f'(sum(rate(http_request_duration_seconds_count{{service="{name}",track="canary",code=~"5.."}}[4s])) or vector(0))'
         f' / sum(rate(http_request_duration_seconds_count{{service="{name}",track="canary"}}[4s]))'
     )
-    result = server.query(query).get("data", {}).get("result", [])
+    result = server.query(query).get("result", [])
     try:
         return float(result[0]["value"][1]) if result else None
     except (ValueError, KeyError, IndexError):
@@ -73,6 +73,8 @@ def one_run(tmp: Path, server: PrometheusServer, exporter: Exporter, interval: f
             canary = prod.get_object("deployments", NS, "web-canary")
             if canary is not None and canary["spec"]["replicas"] > 0:
                 break
+            if proc.poll() is not None:
+                raise SystemExit(f"the canary ended before its first step: {proc.stderr.read() if proc.stderr else ''}")
             time.sleep(0.02)
         exporter.set(name, "canary", error_ratio=0.5)
         visible = None
@@ -100,7 +102,9 @@ def main() -> int:
     parser.add_argument("--interval", type=float, default=6.0, help="bake time per step, seconds")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, Exporter() as exporter:
-        server = PrometheusServer(Path(tmp) / "prometheus", exporter.address).start()
+        workdir = Path(tmp) / "prometheus"
+        workdir.mkdir()
+        server = PrometheusServer(workdir, exporter.address).start()
         try:
             exporter.set("warmup", "stable", rps=1)
             server.wait_for_sample('http_request_duration_seconds_count{service="warmup"}')

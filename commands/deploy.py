@@ -59,10 +59,10 @@ def _status(c: Context, service: str) -> None:
             analysis["checks"],
             columns=[
                 Column("metric"),
-                Column("canary"),
-                Column("stable"),
-                Column("limit"),
-                Column("result"),
+                Column("canary", fmt=_num),
+                Column("stable", fmt=_num),
+                Column("limit", fmt=_num),
+                Column("result", color=lambda v: {"pass": "green", "fail": "red"}.get(str(v), "yellow")),
                 Column("reason"),
             ],
         )

@@ -57,11 +57,10 @@ def summary(verdict: Any) -> str:
 
 
 def reasons(verdict: Any, result: str) -> str:
+    """The reasons of the checks that decided the verdict (each names values and limit)."""
     picked = [c for c in verdict.checks if c.result == result] or list(verdict.checks)
     return "; ".join(
-        f"{c.metric}: canary {_v(c.canary)}, stable {_v(c.stable)}, limit {_v(c.limit)}"
-        + (f" ({c.reason})" if c.reason else "")
-        for c in picked
+        c.reason or f"{c.metric}: canary {_v(c.canary)}, stable {_v(c.stable)}, limit {_v(c.limit)}" for c in picked
     )
 
 
