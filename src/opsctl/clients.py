@@ -186,7 +186,13 @@ def _kube(ctx: Context, service: str | None, env: str | None) -> Any:
         block = ctx.service(service, env=env).kubernetes
         if block is not None and block.context:
             context = block.context
-    return KubeClient(settings.kubeconfig, context, sleep=ctx.sleep)
+    return KubeClient(
+        settings.kubeconfig,
+        context,
+        request_timeout=settings.request_timeout.total_seconds(),
+        budget=settings.timeout.total_seconds(),
+        sleep=ctx.sleep,
+    )
 
 
 def _prometheus(ctx: Context, service: str | None, env: str | None) -> Any:

@@ -68,7 +68,7 @@ policy:
     bluegreen_keep: 3s
     analysis: {{window: 4s, min_requests: 5, inconclusive_limit: 2}}
 integrations:
-  kubernetes: {{kubeconfig: {kubeconfig}}}
+  kubernetes: {{kubeconfig: {kubeconfig}, timeout: 4s, request_timeout: 2s}}
   prometheus: {{url: {prometheus}, timeout: 5s}}
 services:
   - name: {name}

@@ -212,3 +212,52 @@ def test_staging_before_production(world: World) -> None:
     assert again.code == 0, again.stderr  # the staging check passes now
     other = world.run("--dry-run", "deploy", "canary", world.name, "--image", "web:3", "--steps", "20,50,100")
     assert other.code == 3 and "the last staging deploy" in other.stderr and "web:2" in other.stderr
+
+
+def test_sigkill_then_resume_from_a_second_process_reaches_100(world: World) -> None:
+    proc = world.start(*CANARY, world.name, "--image", "web:2", *FAST, "--interval", "6s")
+    world.wait_status(_at("analyse 20%"))
+    proc.kill()
+    proc.wait(timeout=10)
+    world.wait_status(lambda s: s["state"] == "orphaned", timeout=30)
+    wrong = world.run(*CANARY, world.name, "--image", "web:9", "--resume", "--skip-staging-check")
+    assert wrong.code == 2 and "rolls out web:2, not web:9" in wrong.stderr
+    resumed = world.run(*CANARY, world.name, "--image", "web:2", "--resume", "--interval", "3s", "--skip-staging-check")
+    assert resumed.code == 0, resumed.stderr
+    assert "--steps/--interval are ignored" in resumed.stderr
+    assert resumed.json()["state"] == "succeeded" and world.image() == "web:2"
+
+
+def test_a_progress_deadline_exceeded_fails_the_step_and_rolls_back(world: World) -> None:
+    world.controllers["prod"].deadline.add(("platform", f"{DEP}-canary"))
+    result = world.run(*CANARY, world.name, "--image", "web:2", *FAST)
+    assert result.code == 1, result.stderr
+    assert "progress deadline exceeded" in result.stderr
+    assert world.replicas(f"{DEP}-canary") == 0 and world.image() == "web:1"
+
+
+def test_a_route_the_gateway_refuses_fails_the_step_and_rolls_back(world: World) -> None:
+    world.write_config(traffic="{kind: gateway-api, route: web}")
+    world.controllers["prod"].reject.add(("platform", "web"))
+    result = world.run(*CANARY, world.name, "--image", "web:2", *FAST)
+    assert result.code == 1, result.stderr
+    assert "route condition Accepted is not True" in result.stderr
+    assert world.replicas(f"{DEP}-canary") == 0
+
+
+def test_production_asks_before_starting(world: World) -> None:
+    refused = world.run("deploy", "canary", world.name, "--image", "web:2", *FAST)  # no terminal, no --yes
+    assert refused.code == 3 and "confirmation needed" in refused.stderr
+    assert world.prod.get_object("deployments", "platform", f"{DEP}-canary") is None
+
+
+def test_kubernetes_or_prometheus_unreachable_before_any_change_is_exit_4(world: World) -> None:
+    world.prod.stop()
+    down = world.run(*CANARY, world.name, "--image", "web:2", *FAST, timeout=180)
+    assert down.code == 4, down.stderr
+    assert "Kubernetes" in down.stderr and "Traceback" not in down.stderr
+    world.prod.start()
+    world.config.write_text(world.config.read_text().replace(world.prom.server.url, "http://127.0.0.1:9"))
+    no_prom = world.run(*CANARY, world.name, "--image", "web:2", *FAST, timeout=180)
+    assert no_prom.code == 4, no_prom.stderr
+    assert world.prod.get_object("deployments", "platform", f"{DEP}-canary") is None

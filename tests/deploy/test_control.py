@@ -81,3 +81,12 @@ def test_incidents_list_the_services_recent_changes_with_the_rollback_command(wo
     assert [c["run_id"] for c in shown["changes"]] == [change["run_id"]]
     postmortem = world.run("incident", "postmortem", ident).stdout
     assert "change: deploy canary web:2 (succeeded" in postmortem
+
+
+def test_bluegreen_with_preview_analysis_never_switches_to_a_bad_green(world: World) -> None:
+    world.write_config(preview=True)
+    world.prom.set("canary", rps=40, error_ratio=0.5, latency_ms=80)  # green's pods carry track=canary
+    result = world.run("--yes", "deploy", "bluegreen", world.name, "--image", "web:2", "--skip-staging-check")
+    assert result.code == 1, result.stderr
+    assert "analysis failed" in result.stderr
+    assert _selector(world) == {"app": "web"} and world.replicas(f"{DEP}-green") == 0 and world.replicas(DEP) == 4

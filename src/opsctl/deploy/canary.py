@@ -17,7 +17,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from opsctl.deploy import objects, steps
-from opsctl.deploy.target import Target, kube, resolve
+from opsctl.deploy.target import Target, kube, prometheus, resolve
 from opsctl.errors import RefusedError, UsageError
 from opsctl.operations.model import Operation, RunResult, Step
 from opsctl.operations.runner import execute
@@ -70,7 +70,17 @@ def canary(ctx: Context, service: str, options: Options) -> RunResult:
         except ValueError as exc:
             raise UsageError(f"--steps: {exc}") from None
 
-    takeover = steps.resumable(ctx, target, KIND).id if options.resume else None
+    takeover = None
+    if options.resume:
+        found = steps.resumable(ctx, target, KIND)
+        if found.params.get("image") != options.image:
+            raise UsageError(
+                f"the {KIND} to resume ({found.id}) rolls out {found.params.get('image')}, not {options.image}",
+                "resume it with its own image, or roll it back first",
+            )
+        if options.weights or options.interval:
+            ctx.output.warn(f"resuming {found.id} with its own steps and interval; --steps/--interval are ignored")
+        takeover = found.id
     op = Operation(
         KIND,
         target.service,
@@ -99,6 +109,7 @@ def plan(ctx: Context, target: Target, run: Run, options: Options, *, promote_no
     fresh = not run.persisted
     if fresh:
         steps.refuse_in_flight(ctx, target)
+        prometheus(ctx, target.env).value("vector(1)")  # unreachable: exit 4 before anything changed
         if not options.skip_staging_check:
             steps.staging_check(ctx, target, image)
         replicas = objects.replicas(stable)

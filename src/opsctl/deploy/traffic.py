@@ -139,7 +139,7 @@ class RouteTraffic(Traffic):
         ports = (service or {}).get("spec", {}).get("ports", []) or []
         return int(ports[0]["port"]) if ports else None
 
-    def _route(self, run: Run, canary_weight: int) -> None:
+    def _route(self, run: Run, canary_weight: int, *, wait: bool = True) -> None:
         t = self.target
         assert t.route is not None
         route = self.kube.get_httproute(t.namespace, t.route)
@@ -147,6 +147,8 @@ class RouteTraffic(Traffic):
             raise RefusedError(f"HTTPRoute {t.namespace}/{t.route} does not exist", "check kubernetes.traffic.route")
         patch = objects.with_weights(route, t.k8s_service, t.canary_service, canary_weight, self._port())
         self.kube.patch_httproute(t.namespace, t.route, patch)
+        if not wait:
+            return
         deadline = run.ctx.clock() + self.timeout
         while (problem := objects.route_problem(self.kube.get_httproute(t.namespace, t.route) or {})) is not None:
             if run.ctx.clock() >= deadline:
@@ -161,10 +163,12 @@ class RouteTraffic(Traffic):
         return Split(weight, float(100 - weight), float(weight), count)
 
     def restore(self, run: Run) -> None:
+        """All weight to stable, then the canary to zero — without waiting for the gateway to
+        accept the route (it may be the reason for the rollback): never an unknown split."""
         t = self.target
         assert t.route is not None
         if self.kube.get_httproute(t.namespace, t.route) is not None:
-            self._route(run, 0)
+            self._route(run, 0, wait=False)
         super().restore(run)
 
 

@@ -42,6 +42,8 @@ class AwsIntegration(Model):
 class KubernetesIntegration(Model):
     kubeconfig: str | None = None
     context: str | None = Field(default=None, description="kubeconfig context (default: its current context)")
+    timeout: Duration = Field(default=timedelta(seconds=30), description="total time budget per call, retries included")
+    request_timeout: Duration = Field(default=timedelta(seconds=10), description="time limit of one API request")
 
 
 class VaultIntegration(Model):
@@ -87,6 +89,8 @@ class AwsOverride(Model):
 class KubernetesOverride(Model):
     kubeconfig: str | None = None
     context: str | None = None
+    timeout: Given[Duration] = None
+    request_timeout: Given[Duration] = None
 
 
 class VaultOverride(Model):
