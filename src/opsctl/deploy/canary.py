@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from opsctl.deploy import objects, steps
 from opsctl.deploy.target import Target, kube, prometheus, resolve
+from opsctl.deploy.traffic import rounding_problems
 from opsctl.errors import RefusedError, UsageError
 from opsctl.operations.model import Operation, RunResult, Step
 from opsctl.operations.runner import execute
@@ -114,7 +115,7 @@ def plan(ctx: Context, target: Target, run: Run, options: Options, *, promote_no
             steps.staging_check(ctx, target, image)
         replicas = objects.replicas(stable)
         if target.traffic == "service" and not options.allow_rounding:
-            problems = steps.rounding(weights, replicas)
+            problems = rounding_problems(weights, replicas)
             if problems:
                 raise RefusedError(
                     f"{target.deployment} has {replicas} replicas: the replica ratio cannot honour "

@@ -90,6 +90,13 @@ def rollback(ctx: Context, service: str) -> dict[str, Any] | RunResult:
     return undo(ctx, target)
 
 
+def _deployment(client: Any, target: Target) -> dict[str, Any]:
+    dep = client.get_deployment(target.namespace, target.deployment)
+    if dep is None:
+        raise RefusedError(f"Deployment {target.where} does not exist", "check kubernetes.deployment and the context")
+    return dict(dep)
+
+
 def undo(ctx: Context, target: Target) -> RunResult:
     """Roll the Deployment back to its previous ReplicaSet revision (``kubectl rollout undo``):
     apps/v1 has no rollback endpoint; the previous revision's pod template is patched back."""
@@ -97,9 +104,7 @@ def undo(ctx: Context, target: Target) -> RunResult:
     policy = ctx.settings.policy.deploy
 
     def plan(run: Run) -> list[Step]:
-        dep = client.get_deployment(target.namespace, target.deployment)
-        if dep is None:
-            raise RefusedError(f"Deployment {target.where} does not exist")
+        dep = _deployment(client, target)
         selector = dep.get("spec", {}).get("selector", {}).get("matchLabels", {})
         number, template = objects.previous_template(dep, client.list_replicasets(target.namespace, selector))
         current = dep["spec"]["template"]
@@ -146,9 +151,7 @@ def scale(ctx: Context, service: str, replicas: int) -> RunResult:
     policy = ctx.settings.policy.deploy
 
     def plan(run: Run) -> list[Step]:
-        dep = client.get_deployment(target.namespace, target.deployment)
-        if dep is None:
-            raise RefusedError(f"Deployment {target.where} does not exist")
+        dep = _deployment(client, target)
         before = objects.replicas(dep)
         run.save(replicas_before=before, replicas=replicas)
 

@@ -11,7 +11,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from opsctl.deploy import objects
-from opsctl.deploy.traffic import rounding_problems, strategy, wait_ready
+from opsctl.deploy.traffic import strategy, wait_ready
 from opsctl.errors import FailedError, RefusedError, UsageError
 from opsctl.operations.model import PAUSED, RUNNING, Pause, Step
 
@@ -23,7 +23,6 @@ if TYPE_CHECKING:
     from opsctl.state.base import RunRecord
 
 DEPLOY_KINDS = ("deploy canary", "deploy bluegreen")
-rounding = rounding_problems
 
 
 class Aborted(FailedError):
