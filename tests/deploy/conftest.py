@@ -185,7 +185,8 @@ def world(tmp_path: Path, prom: Any) -> Iterator[World]:
         w.write_config()
         w.healthy("stable")
         w.healthy("canary")
-        prom.wait_for_sample(f'http_request_duration_seconds_count{{service="{w.name}",track="canary"}}')
+        for track in ("stable", "canary"):  # enough samples for rate() over the analysis window (4s)
+            prom.wait_for_sample(f'sum(rate(http_request_duration_seconds_count{{service="{w.name}",track="{track}"}}[4s]))')
         try:
             yield w
         finally:
