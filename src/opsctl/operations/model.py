@@ -71,6 +71,8 @@ class Operation:
     env: str | None = None  # default: the context's environment
     check: Callable[[], None] | None = None  # validates the input first (its refusal is audited too)
     resume_hint: str = ""  # how to resume or roll back a run left half done, e.g. "opsctl deploy rollback api"
+    supersede: bool = False  # an orphaned run on the lock is closed, not refused: a rerun resumes from the
+    # target's own record of what is done (a migration's history table, a backfill's cursor)
 
 
 @dataclass

@@ -209,7 +209,7 @@ class _Runner:
         for old in self.ctx.store.list_runs(service=self.service, env=self.env, states=[RUNNING]):
             if old.lock_key != key or not is_orphaned(old, now):
                 continue
-            if not self.op.short:
+            if not (self.op.short or self.op.supersede):
                 raise RefusedError(
                     f"run {old.id} ({old.kind}) on {key} was orphaned at step '{old.step or '-'}'"
                     f" when {old.driver_user}@{old.driver_host} (pid {old.driver_pid}) stopped",

@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from opsctl.settings.deploy import DeployPolicy
+from opsctl.settings.migrate import MigratePolicy
 from opsctl.settings.types import Duration, Model, TimeZone
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -82,6 +83,7 @@ class Policy(Model):
         description="how long a short operation (an incident command) waits for a held lock before giving up",
     )
     deploy: DeployPolicy = DeployPolicy()
+    migrate: MigratePolicy = MigratePolicy()
 
     @field_validator("severities", mode="before")
     @classmethod

@@ -51,6 +51,13 @@ class Database(Model):
     dsn: SecretRef = Field(description="secret reference holding the connection string")
     backup: Backup | None = None
     replica: str | None = Field(default=None, description="read replica (host or RDS identifier)")
+    migrations: str | None = Field(
+        default=None,
+        description="folder of the service's migrations (plain .sql files or a Drizzle folder), relative to the config file",
+    )
+    changes: str | None = Field(
+        default=None, description="folder of column-change YAML files (default: <migrations>/changes)"
+    )
 
 
 class Cache(Model):
