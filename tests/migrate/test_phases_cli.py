@@ -49,7 +49,7 @@ def test_four_phases_keep_the_previous_version_working(world: World) -> None:
             r = world.opsctl("db", "migrate", phase, "app", "email_normalized", "--yes")
             assert r.code == 0, f"{phase}: {r.stderr}"
             time.sleep(0.3)
-            assert phase_status(world)["phase"] == phase
+            assert phase_status(world)["phase"] == phase, json.dumps(phase_status(world))
     assert load.errors == []
     assert load.inserted > 20 and load.updated > 20
     # bounded lock waits: no write waited longer than the lock_timeout plus a margin

@@ -314,3 +314,15 @@ def test_unreachable_database_is_one_line_exit_4(world: World) -> None:
     world.file("0001_users.sql", USERS)
     r = world.opsctl("db", "migrate", "status", "app")
     assert r.code == 4 and "unreachable" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_statement_nested_beyond_the_stack_limit_is_a_finding_not_a_crash(world: World) -> None:
+    world.file("0001_deep.sql", "SELECT " + "1+" * 200_000 + "1;\n")
+    lint = world.opsctl("db", "migrate", "lint", str(world.migrations), "-o", "json")
+    assert lint.code == 1, lint.stderr
+    assert [f["rule"] for f in lint.json()["findings"]] == ["syntax-error"]
+    plan = world.opsctl("db", "migrate", "plan", "app", "-o", "json")
+    assert plan.code == 0, plan.stderr
+    assert "nested too deeply" in plan.json()["problems"][0]
+    run = world.opsctl("db", "migrate", "run", "app")
+    assert run.code == 3 and "syntax-error" in run.stderr

@@ -294,7 +294,7 @@ def _written_since(change: Change) -> Any:
 
     return sql.SQL(
         "SELECT count(*), count(*) FILTER (WHERE {col} IS NULL) FROM {tbl}"
-        " WHERE xmin::text::bigint >= (%s % 4294967296) AND xmin::text::bigint >= 3"
+        " WHERE xmin::text::bigint >= (%s %% 4294967296) AND xmin::text::bigint >= 3"
     ).format(col=sql.Identifier(change.column), tbl=sql.Identifier(change.schema, change.table))
 
 
@@ -395,10 +395,14 @@ def _contract_plan(ctx: Context, target: Target, change: Change, db: Database, r
         )
     timeouts = Timeouts.of(ctx.settings.policy.migrate)
     steps: list[Step] = []
+    prefix = True  # steps already done at the start are skipped; a later step's "done" can depend on
+    # an earlier one (the helper check is "dropped" before it was ever added), so from the first step
+    # still to do, each step checks again when it is applied
     for item in contract_statements(change):
-        if db.value(item.done_query):
+        if prefix and db.value(item.done_query):
             run.note(f"{item.name}: already done")
             continue
+        prefix = False
         steps.append(
             Step(item.name, f"{'CONCURRENTLY, ' if item.concurrently else ''}{item.lock}", _ident(change),
                  detail=_sql_text(db, item.sql),
@@ -415,6 +419,8 @@ def _contract_step(db: Database, change: Change, item: Any, timeouts: Timeouts, 
 
     from opsctl.migrate.change import drop_index_concurrently_sql, invalid_index_query
 
+    if db.value(item.done_query):
+        return
     if not item.concurrently:
         _ddl(db, timeouts, [item.sql], item.name, run)
         return

@@ -26,6 +26,22 @@ def line_at(text: str, offset: int, first_line: int = 1) -> int:
     return first_line + text.count("\n", 0, max(0, min(offset, len(text))))
 
 
+DEPTH_CHECK_CHARS = 1024  # below this a statement cannot nest deep enough to matter
+DEEP = "nested too deeply: PostgreSQL stops with 'stack depth limit exceeded'"
+
+
+def too_deep(sql: str) -> bool:
+    """libpg_query's protobuf output stops safely at PostgreSQL's stack depth limit (~5,000 nested
+    nodes), where pglast's Python node building would crash the process on deeper input."""
+    from pglast.parser import ParseError, parse_sql_protobuf
+
+    try:
+        parse_sql_protobuf(sql)
+    except ParseError as exc:
+        return "stack depth" in str(exc)
+    return False
+
+
 def split(sql: str, first_line: int = 1) -> list[Statement]:
     """The statements of ``sql`` (a file, or a chunk of one starting at ``first_line``).
 
@@ -34,6 +50,10 @@ def split(sql: str, first_line: int = 1) -> list[Statement]:
     from pglast import split as pg_split
     from pglast.parser import ParseError
 
+    if "\x00" in sql:  # the parser would silently stop reading there
+        raise SqlSyntaxError("a NUL byte: PostgreSQL rejects the text", line_at(sql, sql.index("\x00"), first_line))
+    if len(sql) >= DEPTH_CHECK_CHARS and too_deep(sql):  # building Python nodes from it would overflow the C stack
+        raise SqlSyntaxError(DEEP, first_line)
     try:
         slices = list(pg_split(sql, with_parser=True, only_slices=True))
     except ParseError as exc:
