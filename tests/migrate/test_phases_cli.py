@@ -7,10 +7,12 @@ import json
 import signal
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
 from tests.migrate.load import Load
+from tests.migrate.replica import Pair
 from tests.migrate.world import World
 
 pytestmark = pytest.mark.postgres
@@ -202,3 +204,29 @@ def test_hostile_change_file_is_a_config_error(world: World) -> None:
     assert world.sql("SELECT to_regclass('users') IS NOT NULL") == [(True,)]
     listed = json.loads(world.opsctl("db", "migrate", "status", "app", "-o", "json").stdout)
     assert {c["id"]: c["phase"] for c in listed["changes"]}["evil"] == "invalid"
+
+
+def test_backfill_waits_while_the_replica_lags(replica_pair: Pair, isolated: Path) -> None:
+    import os
+
+    w = World(isolated, "postgres", replica_pair.primary, dict(os.environ))
+    w.write_config(replica_dsn=replica_pair.standby)
+    (w.tmp / "opsctl.yaml").write_text((w.tmp / "opsctl.yaml").read_text().replace(
+        "batch_target: 0.05}", "batch_target: 0.05, max_replica_lag: 2s}"))  # fmt: skip
+    setup_users(w, 20_000)
+    for phase in ("expand", "dual-write"):
+        assert w.opsctl("db", "migrate", phase, "app", "email_normalized").code == 0
+    replica_pair.pause_replay()
+    w.sql("INSERT INTO users (email) VALUES ('Lag@Example.com')")  # WAL the standby receives but does not replay
+    time.sleep(3)
+    timer = threading.Timer(2.0, replica_pair.resume_replay)
+    timer.start()
+    started = time.monotonic()
+    try:
+        r = w.opsctl("db", "migrate", "backfill", "app", "email_normalized", "--batch-size", "5000")
+    finally:
+        timer.join()
+    assert r.code == 0, r.stderr
+    assert "waiting for replica lag" in r.stderr
+    assert time.monotonic() - started >= 2.0  # it held back until replay resumed
+    _reference_equal(w)

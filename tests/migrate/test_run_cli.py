@@ -326,3 +326,51 @@ def test_a_statement_nested_beyond_the_stack_limit_is_a_finding_not_a_crash(worl
     assert "nested too deeply" in plan.json()["problems"][0]
     run = world.opsctl("db", "migrate", "run", "app")
     assert run.code == 3 and "syntax-error" in run.stderr
+
+
+def test_sigterm_between_files_stops_after_the_current_file_and_the_rerun_resumes(world: World) -> None:
+    import signal
+
+    world.file("0001_users.sql", USERS)
+    world.file("0002_slow.sql", "SELECT pg_sleep(1.5);\nALTER TABLE users ADD COLUMN nick text;\n")
+    world.file("0003_more.sql", "ALTER TABLE users ADD COLUMN age int;\n")
+    proc = world.start("db", "migrate", "run", "app")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if world.sql("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(1.5)%%'")[0][0]:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    # the file in flight finished as a whole (its transaction committed with its record); nothing after it ran
+    assert applied_ids(world) == ["0001_users", "0002_slow"]
+    assert world.sql("SELECT count(*) FROM information_schema.columns WHERE column_name = 'age'") == [(0,)]
+    again = world.opsctl("db", "migrate", "run", "app")
+    assert again.code == 0, again.stderr
+    assert applied_ids(world) == ["0001_users", "0002_slow", "0003_more"]
+
+
+def test_partial_file_resumes_at_its_next_segment(world: World) -> None:
+    world.file("0001_users.sql", USERS)
+    assert world.opsctl("db", "migrate", "run", "app").code == 0
+    world.sql("INSERT INTO users (email) VALUES ('a'), ('a')")
+    world.file(
+        "0002_two.sql",
+        "ALTER TABLE users ADD COLUMN nick text;\n"
+        "CREATE UNIQUE INDEX CONCURRENTLY users_email_key ON users (email);\n"
+        "ALTER TABLE users ADD COLUMN age int;\n",
+    )
+    r = world.opsctl("db", "migrate", "run", "app")
+    assert r.code == 1 and "0002_two.sql:2" in r.stderr and "the first 1 segment(s) of the file stay applied" in r.stderr
+    row = world.sql("SELECT state, segments_done, segments FROM opsctl_migrations.applied WHERE id = '0002_two'")
+    assert row == [("partial", 1, 3)]
+    status = world.opsctl("db", "migrate", "status", "app", "-o", "json").json()
+    assert ("0002_two", "partial") in [(d["id"], d["kind"]) for d in status["drift"]]
+    world.sql("DELETE FROM users WHERE id = (SELECT max(id) FROM users)")
+    ok = world.opsctl("db", "migrate", "run", "app")
+    assert ok.code == 0, ok.stderr
+    assert applied_ids(world) == ["0001_users", "0002_two"]
+    cols = world.sql("SELECT column_name FROM information_schema.columns WHERE table_name = 'users' ORDER BY 1")
+    assert cols == [("age",), ("email",), ("id",), ("nick",)]

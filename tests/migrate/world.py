@@ -36,7 +36,7 @@ services:
     database:
       dsn: file:{dsn_file}
       migrations: {migrations}
-"""
+{replica}"""
 
 
 def _reset_signals() -> None:
@@ -63,13 +63,21 @@ class World:
     migrations: Path = field(init=False)
     config: Path = field(init=False)
 
-    def write_config(self, *, ttl: str = "3s", retries: int = 2, migrations: str = "migrations") -> None:
+    def write_config(
+        self, *, ttl: str = "3s", retries: int = 2, migrations: str = "migrations", replica_dsn: str | None = None
+    ) -> None:
         self.migrations = self.tmp / migrations
         self.migrations.mkdir(parents=True, exist_ok=True)
         dsn_file = self.tmp / "dsn.secret"
         dsn_file.write_text(self.dsn + "\n")  # a stray newline, as secrets files often have
         self.config = self.tmp / "opsctl.yaml"
-        self.config.write_text(CONFIG.format(ttl=ttl, retries=retries, dsn_file=dsn_file, migrations=migrations))
+        replica = ""
+        if replica_dsn is not None:
+            (self.tmp / "replica.secret").write_text(replica_dsn + "\n")
+            replica = f"      replica: standby\n      replica_dsn: file:{self.tmp / 'replica.secret'}\n"
+        self.config.write_text(
+            CONFIG.format(ttl=ttl, retries=retries, dsn_file=dsn_file, migrations=migrations, replica=replica)
+        )
 
     def file(self, name: str, text: str) -> Path:
         path = self.migrations / name

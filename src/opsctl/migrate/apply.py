@@ -270,7 +270,7 @@ def apply_file(db: Database, folder: Folder, m: Migration, timeouts: Timeouts, s
 def statement_failed(exc: Exception, m: Migration, seg: Segment, n: int) -> FailedError:
     """A statement PostgreSQL rejected: which one, why, and what is applied of the file."""
     line = seg.current or seg.statements[0][0].line
-    kept = f"segments 1-{n} of the file stay applied (recorded)" if n else "nothing of the file was applied"
+    kept = f"the first {n} segment(s) of the file stay applied (recorded)" if n else "nothing of the file was applied"
     if seg.transaction:
         where = "its transaction was rolled back"
     else:

@@ -339,7 +339,7 @@ def _backfill_plan(
         max_replica_lag_seconds=policy.max_replica_lag.total_seconds(),
     )
     remaining = bf.remaining(db.conn, change)
-    lag = partial(_replica_lag, db) if target.service.database and target.service.database.replica else None
+    lag = replica_lag(ctx, target, db)
     detail = {
         "batch": f"WHERE ({', '.join(key)}) > cursor ORDER BY {', '.join(key)} LIMIT n; "
         f"SET {change.column} = {change.backfill} WHERE {change.column} IS NULL",
@@ -372,8 +372,38 @@ def _backfill_plan(
                  undo="none needed: the column is new; a rerun resumes from the committed cursor")]  # fmt: skip
 
 
-def _replica_lag(db: Database) -> float | None:
-    value = db.value("SELECT extract(epoch FROM max(replay_lag)) FROM pg_stat_replication")
+_STANDBY_LAG = (
+    "SELECT CASE WHEN NOT pg_is_in_recovery() THEN NULL"
+    " WHEN pg_last_wal_receive_lsn() IS NOT DISTINCT FROM pg_last_wal_replay_lsn() THEN 0"
+    " ELSE extract(epoch FROM now() - pg_last_xact_replay_timestamp()) END"
+)
+
+
+def replica_lag(ctx: Context, target: Target, db: Database) -> Any:
+    """How far the replica is behind, in seconds: read on the replica itself when
+    ``database.replica_dsn`` is set (WAL received but not replayed: the age of the last replayed
+    transaction), else on the primary from ``pg_stat_replication`` when ``database.replica`` is
+    set; None (no throttle) without either.  A replica that cannot be read counts as lagging."""
+    config = target.service.database
+    if config is None or not (config.replica or config.replica_dsn):
+        return None
+    if config.replica_dsn is None:
+        return lambda: _value(db, "SELECT extract(epoch FROM max(replay_lag)) FROM pg_stat_replication")
+    replica = Database((ctx.resolve(config.replica_dsn) or "").strip(), command="migrate lag")
+
+    def lag() -> float | None:
+        try:
+            return _value(replica, _STANDBY_LAG)
+        except Exception as exc:  # unreachable replica: wait, do not pile WAL on it
+            replica.close()
+            ctx.output.warn(f"cannot read the replica's lag ({first_line(exc)}); waiting")
+            return float("inf")
+
+    return lag
+
+
+def _value(db: Database, query: str) -> float | None:
+    value = db.value(query)
     return None if value is None else float(value)
 
 

@@ -51,6 +51,9 @@ class Database(Model):
     dsn: SecretRef = Field(description="secret reference holding the connection string")
     backup: Backup | None = None
     replica: str | None = Field(default=None, description="read replica (host or RDS identifier)")
+    replica_dsn: SecretRef | None = Field(
+        default=None, description="secret reference to the replica's connection string (its lag is read there)"
+    )
     migrations: str | None = Field(
         default=None,
         description="folder of the service's migrations (plain .sql files or a Drizzle folder), relative to the config file",
