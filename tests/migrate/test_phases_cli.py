@@ -230,3 +230,19 @@ def test_backfill_waits_while_the_replica_lags(replica_pair: Pair, isolated: Pat
     assert "waiting for replica lag" in r.stderr
     assert time.monotonic() - started >= 2.0  # it held back until replay resumed
     _reference_equal(w)
+
+
+def test_dual_write_refuses_an_expression_that_would_break_the_applications_writes(world: World) -> None:
+    setup_users(world, 50)
+    world.sql("INSERT INTO users (email) VALUES ('not-a-number')")
+    assert world.opsctl("db", "migrate", "expand", "app", "email_normalized").code == 0
+    for backfill, why in (("lower(emial)", "emial"), ("(email::int)::text", "invalid input syntax")):
+        (world.migrations / "changes" / "email_normalized.yaml").write_text(
+            CHANGE.replace("backfill: lower(email)", f"backfill: {backfill}")
+        )
+        for dry in ((), ("--dry-run",)):
+            r = world.opsctl(*dry, "db", "migrate", "dual-write", "app", "email_normalized")
+            assert r.code == 3, r.stderr
+            assert why in r.stderr and "would fail every write" in r.stderr
+    assert world.sql("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'users'::regclass AND NOT tgisinternal") == [(0,)]
+    world.sql("INSERT INTO users (email) VALUES ('still@works.io')")  # the application is untouched

@@ -309,11 +309,17 @@ def test_run_is_audited_with_a_run_record(world: World) -> None:
     assert any(r["kind"] == "db migrate run" and r["state"] == "succeeded" for r in listed)
 
 
-def test_unreachable_database_is_one_line_exit_4(world: World) -> None:
-    (world.tmp / "dsn.secret").write_text("postgresql://postgres@127.0.0.1:1/nope\n")
+def test_unreachable_database_is_one_line_exit_4_and_the_password_never_shows(world: World) -> None:
+    (world.tmp / "dsn.secret").write_text("postgresql://postgres:Sup3r-s3cret-PW@127.0.0.1:1/nope\n")
     world.file("0001_users.sql", USERS)
-    r = world.opsctl("db", "migrate", "status", "app")
-    assert r.code == 4 and "unreachable" in r.stderr and "Traceback" not in r.stderr
+    for args in (("status", "app"), ("run", "app"), ("plan", "app", "-o", "json")):
+        r = world.opsctl("--log-format", "json", "-v", "db", "migrate", *args)
+        assert r.code == 4, r.stderr
+        assert "unreachable" in r.stderr and "Traceback" not in r.stderr
+        assert "Sup3r-s3cret-PW" not in r.stdout + r.stderr
+    audit = world.opsctl("audit", "-o", "json")
+    assert "Sup3r-s3cret-PW" not in audit.stdout
+    assert any(a["command"] == "db migrate run" and a["outcome"] == "upstream" for a in audit.json())
 
 
 def test_a_statement_nested_beyond_the_stack_limit_is_a_finding_not_a_crash(world: World) -> None:

@@ -3,9 +3,7 @@ it (``database.dsn`` as a ``file:`` secret), a migrations folder, and the real C
 
 from __future__ import annotations
 
-import json
 import os
-import signal
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -15,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from tests.cli.conftest import OPSCTL
+from tests.cli.conftest import OPSCTL, Result
+from tests.deploy.conftest import _reset_signals
 
 ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -37,21 +36,6 @@ services:
       dsn: file:{dsn_file}
       migrations: {migrations}
 {replica}"""
-
-
-def _reset_signals() -> None:
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, signal.SIG_DFL)
-
-
-@dataclass
-class Result:
-    code: int
-    stdout: str
-    stderr: str
-
-    def json(self) -> Any:
-        return json.loads(self.stdout)
 
 
 @dataclass

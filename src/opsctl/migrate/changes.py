@@ -247,6 +247,7 @@ def _dual_write_plan(ctx: Context, target: Target, change: Change, db: Database,
     from opsctl.migrate.change import drop_dual_write_sql, dual_write_sql
 
     _need_column(db, change, "dual-write")
+    probe(ctx, db, change)
     statements = dual_write_sql(change)
     timeouts = Timeouts.of(ctx.settings.policy.migrate)
     undo = drop_dual_write_sql(change)
@@ -260,6 +261,36 @@ def _dual_write_plan(ctx: Context, target: Target, change: Change, db: Database,
             undo="drop the trigger and its function",
         )
     ]  # fmt: skip
+
+
+def probe(ctx: Context, db: Database, change: Change) -> None:
+    """Before a trigger runs the expression on every write of the live application: plan the
+    assignment (an unknown column or function, a type that cannot be assigned, fails here), then
+    evaluate it over a sample of real rows (a runtime error — a bad cast, a division by zero —
+    fails here rather than in the application's INSERTs).  Read-only, under lock_timeout."""
+    import psycopg
+    from psycopg import sql
+
+    from opsctl.migrate.change import probe_sql
+
+    timeouts = Timeouts.of(ctx.settings.policy.migrate)
+    sample = sql.SQL("SELECT count(v) FROM (SELECT ({expr})::{type} AS v FROM {tbl} LIMIT 1000) AS sample").format(
+        expr=sql.SQL(change.backfill), type=sql.SQL(change.type), tbl=sql.Identifier(change.schema, change.table)
+    )
+    try:
+        with db.transaction() as conn:
+            conn.execute(f"SET LOCAL lock_timeout = {timeouts.lock_ms}")
+            conn.execute("SET LOCAL statement_timeout = 30000")
+            conn.execute(probe_sql(change))
+            conn.execute(sample)
+            raise psycopg.Rollback()  # nothing to keep
+    except psycopg.errors.LockNotAvailable:
+        return  # a busy table: the trigger's own statement waits and retries under lock_timeout
+    except psycopg.Error as exc:
+        raise RefusedError(
+            f"the backfill expression fails on {change.schema}.{change.table}: {first_line(exc)}",
+            f"fix 'backfill' in {change.source}: as a trigger it would fail every write of the application",
+        ) from None
 
 
 def verify_dual_write(ctx: Context, service: str, name: str, directory: Path | None = None) -> dict[str, Any]:
