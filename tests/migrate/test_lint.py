@@ -261,17 +261,26 @@ def test_set_not_null_needs_the_check_validated_not_just_added(tmp_path: Path) -
 def test_suppression_comment_silences_the_named_rules_of_the_next_statement_only(tmp_path: Path) -> None:
     text = """\
 SET lock_timeout = '2s';
--- opsctl-lint: ignore drop-column
-ALTER TABLE users DROP COLUMN name;
-ALTER TABLE users DROP COLUMN email;
--- opsctl-lint: ignore drop-table, truncate
+-- opsctl-lint: ignore index-not-concurrently
+CREATE INDEX users_name ON users (name);
+CREATE INDEX users_email ON users (email);
+-- opsctl-lint: ignore rename-column, column-type-change
 -- approved in CHANGE-123
 
-DROP TABLE orgs;
--- opsctl-lint: ignore drop-table
-DELETE FROM users;
+ALTER TABLE users RENAME COLUMN a TO b;
+-- opsctl-lint: ignore rename-column
+ALTER TABLE users ALTER COLUMN c TYPE bigint;
 """
-    assert [(f.rule, f.line) for f in lint(tmp_path, text)] == [("drop-column", 4), ("delete-without-where", 10)]
+    assert [(f.rule, f.line) for f in lint(tmp_path, text)] == [
+        ("index-not-concurrently", 4),
+        ("column-type-change", 10),
+    ]
+
+
+def test_suppression_cannot_silence_a_data_destroying_statement(tmp_path: Path) -> None:
+    text = "SET lock_timeout = '2s';\n-- opsctl-lint: ignore drop-column\nALTER TABLE users DROP COLUMN name;\n"
+    text += "-- opsctl-lint: ignore drop-table, truncate\nTRUNCATE users;\n"
+    assert [(f.rule, f.line) for f in lint(tmp_path, text)] == [("drop-column", 3), ("truncate", 5)]
 
 
 def test_suppression_cannot_silence_a_syntax_error(tmp_path: Path) -> None:

@@ -6,7 +6,8 @@ rules read the AST (:mod:`opsctl.migrate.lint_rules`, which also holds the :data
 
 Suppression: comment lines ``-- opsctl-lint: ignore RULE[,RULE]`` directly above a statement (blank lines
 between are allowed; several comment lines in a row form one block) silence those rules for that
-statement only.  ``syntax-error`` cannot be silenced.
+statement only.  Forbidden rules (data-destroying statements, ``syntax-error``) cannot be silenced:
+migrations are forward-only.
 
 Bounds: hostile input is expected.  A chunk longer than a few KB is first checked by libpg_query's own
 protobuf output, which stops at PostgreSQL's stack depth limit, so a deeply nested expression (which
@@ -26,6 +27,7 @@ from opsctl.migrate.statements import DEEP, DEPTH_CHECK_CHARS, SqlSyntaxError, S
 __all__ = ["RULES", "Finding", "lint_migration", "lint_migrations"]
 
 STATEMENT_CHARS = 200
+UNSILENCEABLE = frozenset(rule for rule, (severity, _, _) in RULES.items() if severity == "forbidden")
 _IGNORE = re.compile(r"--\s*opsctl-lint:\s*ignore\s+([\w-]+(?:\s*,\s*[\w-]+)*)", re.IGNORECASE)
 
 
@@ -142,7 +144,7 @@ def _ignores(lines: list[str]) -> dict[int, frozenset[str]]:
                 block.update(r.strip().lower() for r in match.group(1).split(","))
             continue
         if block:
-            out[number] = frozenset(block - {"syntax-error"})
+            out[number] = frozenset(block - UNSILENCEABLE)
         block, in_block = set(), False
     return out
 

@@ -22,11 +22,11 @@ RULES: dict[str, tuple[str, str, str]] = {
     "syntax-error": (FORBIDDEN, "PostgreSQL rejects the statement, so the whole migration fails.",
                      "Fix the SQL at the reported line; try the file on a scratch database."),
     "drop-table": (FORBIDDEN, "Deletes the table and every row in it; running code that still reads it breaks.",
-                   "Stop all reads and writes first (deploy), keep a backup, then drop it in a reviewed migration "
-                   "marked `-- opsctl-lint: ignore drop-table`."),
+                   "Stop all reads and writes (deploy) and leave the table: migrations never destroy data; "
+                   "removing it is a reviewed DBA task after a verified backup, not a deploy step."),
     "drop-column": (FORBIDDEN, f"Deletes the column's data and {_AX}; code that still selects it breaks.",
-                    "Deploy code that no longer reads or writes the column first, then drop it in a later, reviewed "
-                    "migration marked `-- opsctl-lint: ignore drop-column`."),
+                    "Deploy code that no longer reads or writes the column and leave it (nullable): migrations never "
+                    "destroy data; removing it is a reviewed DBA task after a verified backup."),
     "drop-schema": (FORBIDDEN, "Deletes the schema and (with CASCADE) every table, view and function in it.",
                     "Drop the objects one by one in reviewed migrations; never drop a schema in a deploy."),
     "drop-database": (FORBIDDEN, "Deletes a whole database.", "Not a migration: do it by hand, after a backup."),
