@@ -60,7 +60,7 @@ def lint_folder(path: Path) -> tuple[Folder, list[Finding]]:
 def status(ctx: Context, service: str, directory: Path | None = None) -> dict[str, Any]:
     from opsctl.migrate.changes import change_status
 
-    target = resolve(ctx, service, directory)
+    target = resolve(ctx, service, directory, need_folder=False)
     folder = load_folder(target.folder) if target.folder is not None else None
     db = open_database(ctx, target.service, command="migrate status")
     try:
