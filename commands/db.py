@@ -235,3 +235,90 @@ def contract(ctx: typer.Context, service: str = _SERVICE, change: str = _CHANGE,
 
     c = context(ctx)
     _result(c, run_phase(c, service, change, _dir(directory)))
+
+
+_POLICY_COLOURS = {"OK": "green", "VIOLATION": "bold red"}
+
+
+@app.command("backups")
+def backups(ctx: typer.Context, service: str = typer.Argument(..., metavar="SERVICE", help="The service.")) -> None:
+    """The backups, the restorable window and the backup policy check; exit 1 on any violation."""
+    from opsctl.backups.view import backups as view
+    from opsctl.errors import FailedError
+
+    c = context(ctx)
+    data = view(c, service)
+    if c.output.format != "table":
+        c.output.data(data)
+    else:
+        window = data["window"]
+        c.output.info(f"{data['service']}@{data['env']} — {data['provider']} {data['source']} — restorable"
+                      f" {window['earliest'] or '-'} → {window['latest'] or '-'} ({window['basis']})")  # fmt: skip
+        if data["backups"]:
+            c.output.data(data["backups"], columns=[Column("label"), Column("type"), Column("started_at", "STARTED"),
+                                                    Column("stopped_at", "STOPPED"), Column("size"),
+                                                    Column("where")])  # fmt: skip
+        c.output.data(data["policy"], columns=[Column("rule"), Column("status", color=lambda v: _POLICY_COLOURS.get(
+            str(v))), Column("evidence")])  # fmt: skip
+    if data["violations"]:
+        raise FailedError(f"{data['violations']} backup policy violation(s) for {data['service']}@{data['env']}")
+
+
+@app.command("restore")
+def restore(
+    ctx: typer.Context,
+    service: str = typer.Argument(..., metavar="SERVICE", help="The service whose database to restore."),
+    pitr: bool = typer.Option(False, "--pitr", help="Point-in-time restore into a new instance (required)."),
+    to: str = typer.Option(..., "--to", metavar="TIME|latest", help="ISO 8601 with a zone, or -15m, or latest."),
+    target: str | None = typer.Option(None, "--target", metavar="NAME", help="Name of the new instance."),
+    port: int | None = typer.Option(None, "--port", min=1, max=65535, metavar="N", help="Port (pgBackRest)."),
+    verify_sql: str | None = typer.Option(None, "--verify-sql", metavar="SQL", help="A query that must be true."),
+    mfa_code: str | None = typer.Option(None, "--mfa-code", metavar="CODE", help="6-digit MFA code."),
+) -> None:
+    """Restore SERVICE's database as of TIME into a NEW instance: window checked, verified, RPO/RTO measured."""
+    from opsctl.backups.restore import Options
+    from opsctl.backups.restore import restore as run_restore
+    from opsctl.errors import FailedError, UsageError
+
+    if not pitr:
+        raise UsageError("only point-in-time restores exist: pass --pitr")
+    c = context(ctx)
+    report = run_restore(c, service, Options(to, target, port, verify_sql, mfa_code))
+    if report.get("dry_run"):
+        _result_plan(c, report)
+        return
+    if c.output.format != "table":
+        c.output.data(report)
+    else:
+        _restore_table(c, report)
+    problems = [] if report["verification"].get("ok") else ["verification failed"]
+    problems += [f"{k.upper()} missed" for k in ("rpo", "rto") if not report[k]["met"]]
+    if problems:
+        raise FailedError(f"restored into {report['target']}, but " + " and ".join(problems))
+
+
+def _result_plan(c: Context, report: dict[str, Any]) -> None:
+    c.output.info(f"dry run: nothing was changed; window {report['window']['earliest']} → {report['window']['latest']}")
+    if c.output.format != "table":
+        c.output.data(report)
+        return
+    c.output.data([{"n": n, **s} for n, s in enumerate(report["plan"], 1)],
+                  columns=[Column("n", "#"), Column("name", "STEP"), Column("action"), Column("target"),
+                           Column("undo")])  # fmt: skip
+
+
+def _restore_table(c: Context, r: dict[str, Any]) -> None:
+    def secs(v: Any) -> str:
+        return "-" if v is None else f"{float(v):.0f}s"
+
+    v = r["verification"]
+    c.output.data({
+        "target": r["target"], "requested_time": r["requested_time"] or "latest", "recovered_to": r["recovered_to"],
+        "data_loss": secs(r["data_loss_seconds"]), "elapsed": secs(r["elapsed_seconds"]),
+        "rpo": f"{secs(r['rpo']['actual_seconds'])} of {secs(r['rpo']['target_seconds'])}"
+               f" ({'met' if r['rpo']['met'] else 'MISSED'})",
+        "rto": f"{secs(r['rto']['actual_seconds'])} of {secs(r['rto']['target_seconds'])}"
+               f" ({'met' if r['rto']['met'] else 'MISSED'})",
+        "verification": "ok" if v.get("ok") else "FAILED: " + "; ".join(v.get("problems", [])),
+        "tables": v.get("tables") or "-", "dsn": r["dsn"],
+    })  # fmt: skip

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from opsctl.errors import UsageError
@@ -150,7 +151,8 @@ class _LazyHttp:
 def _aws(ctx: Context, service: str | None, env: str | None) -> Any:
     from opsctl.integrations.aws import AwsClients
 
-    return AwsClients()
+    bundle = ctx.integrations_for(env if env not in (None, "-") else None).aws.ca_bundle
+    return AwsClients(verify=str(Path(bundle).expanduser()) if bundle else True)
 
 
 def _pagerduty(ctx: Context, service: str | None, env: str | None) -> Any:

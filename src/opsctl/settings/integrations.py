@@ -37,6 +37,9 @@ class AwsIntegration(Model):
     secondary_region: str | None = "eu-west-1"
     endpoint_url: Url | None = None
     profile: str | None = None
+    ca_bundle: str | None = Field(
+        default=None, description="CA bundle for AWS endpoints (passed explicitly: AWS_CA_BUNDLE never overrides it)"
+    )
 
 
 class KubernetesIntegration(Model):
@@ -84,6 +87,7 @@ class AwsOverride(Model):
     secondary_region: str | None = None
     endpoint_url: Url | None = None
     profile: str | None = None
+    ca_bundle: str | None = None
 
 
 class KubernetesOverride(Model):

@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
+from opsctl.settings.backups import BackupPolicy
 from opsctl.settings.deploy import DeployPolicy
 from opsctl.settings.migrate import MigratePolicy
 from opsctl.settings.types import Duration, Model, TimeZone
@@ -84,6 +85,7 @@ class Policy(Model):
     )
     deploy: DeployPolicy = DeployPolicy()
     migrate: MigratePolicy = MigratePolicy()
+    backups: BackupPolicy = BackupPolicy()
 
     @field_validator("severities", mode="before")
     @classmethod

@@ -42,6 +42,9 @@ class Prometheus(Model):
 class Backup(Model):
     provider: Literal["pgbackrest", "rds"]
     stanza: str | None = Field(default=None, description="pgBackRest stanza")
+    config: str | None = Field(
+        default=None, description="the pgBackRest config file passed with --config (its repositories and encryption)"
+    )
     repo_path: str | None = Field(default=None, description="pgBackRest posix repository path")
     instance: str | None = Field(default=None, description="RDS DB instance identifier")
     retention: Duration = Field(default=timedelta(days=7), description="PITR retention")
@@ -53,6 +56,12 @@ class Database(Model):
     replica: str | None = Field(default=None, description="read replica (host or RDS identifier)")
     replica_dsn: SecretRef | None = Field(
         default=None, description="secret reference to the replica's connection string (its lag is read there)"
+    )
+    restore_root: str | None = Field(
+        default=None, description="where pgBackRest restores get their new data directories (default: the state dir)"
+    )
+    verify_tables: list[str] = Field(
+        default_factory=list, description="key tables whose row counts a restore's verification reports"
     )
     migrations: str | None = Field(
         default=None,
