@@ -73,7 +73,7 @@ def test_pitr_round_trip(pgbackrest_source: Source, isolated: Path, cli: Runner)
     at = seed(source)
     started_source = source.sql("SELECT pg_postmaster_start_time()")[0][0]
     r = cli("--config", str(config), "--yes", "-o", "json", "db", "restore", "auth", "--pitr", "--to", at.isoformat(),
-            "--target", "auth-pitr-1", "--verify-sql", "SELECT count(*) = 5 FROM markers")  # fmt: skip
+            "--target", "auth-pitr-1", "--verify-sql", "SELECT count(*) = 5 FROM markers", "--mfa-code", "123456")  # fmt: skip
     report = json.loads(r.stdout) if r.stdout else {}
     if report:
         source.track(Path(report["verification"]["data_directory"]))
@@ -86,15 +86,18 @@ def test_pitr_round_trip(pgbackrest_source: Source, isolated: Path, cli: Runner)
     last_before = source.sql("SELECT max(at) FROM markers WHERE tag LIKE 'before-%%'")[0][0]
     assert recovered >= last_before - __import__("datetime").timedelta(seconds=1)
     assert report["requested_time"].startswith(at.strftime("%Y-%m-%dT%H:%M:%S"))
-    assert report["data_loss_seconds"] == pytest.approx((at - recovered).total_seconds(), abs=1.0)  # output: whole seconds
+    assert report["data_loss_seconds"] == pytest.approx(
+        (at - recovered).total_seconds(), abs=1.0
+    )  # output: whole seconds
     assert 0 <= report["data_loss_seconds"] < 3
     assert report["rpo"] == {"target_seconds": 300.0, "actual_seconds": report["data_loss_seconds"], "met": True}
     assert report["rto"]["target_seconds"] == 3600.0 and report["rto"]["met"] is True
     assert report["elapsed_seconds"] > 0
     assert report["verification"]["ok"] and report["verification"]["tables"] == {"markers": 5}
     assert report["dsn"] == f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    assert report["mfa"] == "code-given-unverified"  # no AWS account configured to check it with
     again = cli("--config", str(config), "--yes", "db", "restore", "auth", "--pitr", "--to", at.isoformat(),
-                "--target", "auth-pitr-1")  # fmt: skip
+                "--target", "auth-pitr-1", "--mfa-code", "123456")  # fmt: skip
     assert again.code == 3 and "already exists" in again.stderr
 
 
@@ -102,7 +105,7 @@ def test_refusals_change_nothing(pgbackrest_source: Source, isolated: Path, cli:
     source = pgbackrest_source
     config = write_config(isolated, source)
     seed(source)
-    base = ("--config", str(config), "--yes", "db", "restore", "auth", "--pitr")
+    base = ("--config", str(config), "--yes", "db", "restore", "auth", "--pitr", "--mfa-code", "123456")
     before = cli(*base, "--to", "2020-01-01T00:00:00Z")
     assert before.code == 3 and "before the oldest backup" in before.stderr and "restorable window" in before.stderr
     future = cli(*base, "--to", "2999-01-01T00:00:00Z")
@@ -122,8 +125,16 @@ def test_no_confirmation_without_a_terminal_for_tier_1_production(
     cli: Runner,
 ) -> None:
     config = write_config(isolated, pgbackrest_source)
-    r = cli("--config", str(config), "db", "restore", "auth", "--pitr", "--to", "latest")
+    r = cli("--config", str(config), "db", "restore", "auth", "--pitr", "--to", "latest", "--mfa-code", "123456")
     assert r.code == 3 and "confirmation" in r.stderr
+    no_code = cli("--config", str(config), "--yes", "db", "restore", "auth", "--pitr", "--to", "latest")
+    assert no_code.code == 3 and "needs MFA" in no_code.stderr and "--mfa-code" in no_code.stderr
+    bad = cli(
+        "--config", str(config), "--yes", "db", "restore", "auth", "--pitr", "--to", "latest", "--mfa-code", "12ab"
+    )
+    assert bad.code == 2
+    audit = cli("--config", str(config), "audit", "-o", "json").json()
+    assert any(a["command"] == "db restore" and a["outcome"] == "refused" for a in audit)
     assert list((pgbackrest_source.base / "restores").iterdir()) == []
 
 
@@ -140,3 +151,36 @@ def test_backups_report_on_pgbackrest(pgbackrest_source: Source, isolated: Path,
     assert status["pitr covers 7 days"] == "VIOLATION"  # a minutes-old stanza
     assert status["encrypted copy in another region"] == "VIOLATION"
     assert "repo1 (posix" in {p["rule"]: p["evidence"] for p in data["policy"]}["encrypted copy in another region"]
+
+
+def test_sigterm_during_the_restore_stops_and_removes_the_new_instance(
+    pgbackrest_source: Source,
+    isolated: Path,
+) -> None:
+    import signal
+    import subprocess
+
+    from tests.cli.conftest import OPSCTL
+    from tests.deploy.conftest import _reset_signals
+
+    source = pgbackrest_source
+    config = write_config(isolated, source)
+    source.sql("CREATE TABLE bulk AS SELECT g AS id, repeat('x', 200) AS pad FROM generate_series(1, 300000) g")
+    source.backup("full")
+    source.switch_wal()
+    root = source.base / "restores"
+    proc = subprocess.Popen(
+        [str(OPSCTL), "--config", str(config), "--yes", "db", "restore", "auth", "--pitr", "--to", "latest",
+         "--target", "auth-stopped", "--mfa-code", "123456"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=_reset_signals,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (root / "auth-stopped").exists():
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    source.track(root / "auth-stopped")
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "removed the partial restore" in err
+    assert not (root / "auth-stopped").exists()
+    assert len(source.sql("SELECT count(*) FROM bulk")) == 1  # the source still answers

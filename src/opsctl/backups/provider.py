@@ -138,7 +138,7 @@ class PgBackRestProvider:
 
         def undo_restore(r: Run) -> None:
             remove_dir(path)
-            r.note(f"removed the partial restore in {path}")
+            _say(r, f"removed the partial restore in {path}")
 
         def start(r: Run) -> dict[str, Any]:
             start_restored(str(path), port, "/tmp", log)
@@ -146,7 +146,7 @@ class PgBackRestProvider:
 
         def stop(r: Run) -> None:
             self._stop(path)
-            r.note(f"stopped the new instance on port {port} (the restore was not finished)")
+            _say(r, f"stopped the new instance on port {port} (the restore was not finished)")
 
         def promoted(r: Run) -> None:
             wait_promoted(_admin(dsn), timeout=600, log=log)
@@ -232,7 +232,7 @@ class RdsProvider:
 
         def delete(r: Run) -> None:
             self.rds.delete(plan.target)
-            r.note(f"deleted the new RDS instance {plan.target} (the restore was not finished)")
+            _say(r, f"deleted the new RDS instance {plan.target} (the restore was not finished)")
 
         def wait(r: Run) -> dict[str, Any]:
             import time as clock
@@ -263,3 +263,9 @@ class RdsProvider:
             Step("available", "wait until the instance is available", target, apply=wait, changes=False),
             Step("verify", "connect, write, count key tables", target, apply=check, changes=False),
         ]  # fmt: skip
+
+
+def _say(run: Run, text: str) -> None:
+    """A line for the engineer now (stderr) and for the run's timeline."""
+    run.note(text)
+    run.progress.note(text)

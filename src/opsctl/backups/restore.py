@@ -81,27 +81,40 @@ def check_window(requested: datetime | None, earliest: datetime | None, latest: 
 
 
 def restore(ctx: Context, name: str, options: Options) -> dict[str, Any]:
+    from opsctl import mfa
+    from opsctl.backups import provider as providers
+
     service = ctx.service(name)
     config = backup_config(service)
     now = ctx.clock()
     requested = parse_to(options.to, now)
-    from opsctl.backups import provider as providers
-
-    engine = providers.for_service(ctx, service, config, options)
-    plan = engine.prepare(requested, now)
-    check_window(requested, plan.earliest, plan.latest)
     tier = ctx.settings.effective_tiers()[service.tier]
     production = ctx.env in ctx.settings.policy.deploy.production
+    params: dict[str, Any] = {"to": options.to, "requested": requested, "provider": config.provider,
+                              "verify_sql": bool(options.verify_sql)}  # fmt: skip
+    found: dict[str, Any] = {}
     op = Operation(
-        KIND, service,
-        {"to": options.to, "requested": plan.requested, "target": plan.target, "provider": plan.provider,
-         "source": plan.source, "verify_sql": bool(options.verify_sql)},
-        lock="restore", confirm=f"restore {service.name} ({plan.source}) as of {_fmt(requested) if requested else 'the latest point'} into a new instance {plan.target}",
-        must_confirm=service.tier <= 1 and production, env=ctx.env,
-        resume_hint=f"the new instance {plan.target} is stopped and removed on failure; rerun the restore",
+        KIND, service, params, lock="restore", must_confirm=service.tier <= 1 and production, env=ctx.env,
+        resume_hint="the new instance is stopped and removed on failure; rerun the restore",
     )  # fmt: skip
+
+    def check() -> None:
+        """Everything that can refuse, before anything changes (and audited like the run)."""
+        used = mfa.require(ctx, KIND, service, options.mfa_code, aws_needed=config.provider == "rds")
+        if used is not None:
+            params["mfa"] = used
+        engine = providers.for_service(ctx, service, config, options)
+        plan = engine.prepare(requested, now)
+        params.update(target=plan.target, source=plan.source)
+        check_window(requested, plan.earliest, plan.latest)
+        found.update(engine=engine, plan=plan)
+        op.confirm = (f"restore {service.name} ({plan.source}) as of "
+                      f"{_fmt(requested) if requested else 'the latest point'} into a new instance {plan.target}")  # fmt: skip
+
+    op.check = check
     started = time.monotonic()
-    result = execute(ctx, op, lambda run: engine.steps(plan, run))
+    result = execute(ctx, op, lambda run: found["engine"].steps(found["plan"], run))
+    plan = found["plan"]
     if result.dry_run:
         return {"dry_run": True, "plan": result.plan, "target": plan.target, "requested_time": plan.requested,
                 "window": {"earliest": plan.earliest, "latest": plan.latest}}  # fmt: skip
@@ -113,6 +126,7 @@ def restore(ctx: Context, name: str, options: Options) -> dict[str, Any]:
     rpo, rto = tier.rpo.total_seconds(), tier.rto.total_seconds()
     return {
         "service": service.name, "env": ctx.env, "provider": plan.provider, "source": plan.source,
+        "mfa": params.get("mfa"),
         "target": plan.target, "run_id": result.run_id, "requested_time": plan.requested,
         "recovered_to": recovered, "data_loss_seconds": loss, "elapsed_seconds": round(elapsed, 3),
         "rpo": {"target_seconds": rpo, "actual_seconds": loss, "met": loss is not None and loss <= rpo},

@@ -11,8 +11,16 @@ from typing import Any
 
 
 class AwsClients:
-    def __init__(self, *, verify: bool | str = True, connect_timeout: float = 5, read_timeout: float = 10) -> None:
+    def __init__(
+        self,
+        *,
+        verify: bool | str = True,
+        connect_timeout: float = 5,
+        read_timeout: float = 10,
+        credentials: dict[str, str] | None = None,
+    ) -> None:
         self.verify = verify
+        self.credentials = credentials  # temporary STS credentials (an MFA session): never written anywhere
         self._timeouts = (connect_timeout, read_timeout)
         self._sessions: dict[str | None, Any] = {}
         self._clients: dict[tuple[str, str | None, str | None, str | None], Any] = {}
@@ -26,7 +34,14 @@ class AwsClients:
             from botocore.config import Config
 
             if profile not in self._sessions:
-                self._sessions[profile] = boto3.Session(profile_name=profile)
+                if self.credentials is not None:
+                    self._sessions[profile] = boto3.Session(
+                        aws_access_key_id=self.credentials["AccessKeyId"],
+                        aws_secret_access_key=self.credentials["SecretAccessKey"],
+                        aws_session_token=self.credentials["SessionToken"],
+                    )
+                else:
+                    self._sessions[profile] = boto3.Session(profile_name=profile)
             connect, read = self._timeouts
             self._clients[key] = self._sessions[profile].client(
                 service,

@@ -40,6 +40,7 @@ class AwsIntegration(Model):
     ca_bundle: str | None = Field(
         default=None, description="CA bundle for AWS endpoints (passed explicitly: AWS_CA_BUNDLE never overrides it)"
     )
+    mfa_serial: str | None = Field(default=None, description="the MFA device's serial number or ARN (STS sessions)")
 
 
 class KubernetesIntegration(Model):
@@ -72,6 +73,7 @@ class PagerDutyOverride(Model):
     from_: str | None = Field(default=None, alias="from")
     base_url: Given[Url] = None
     ca_bundle: str | None = None
+    mfa_serial: str | None = None
     timeout: Given[Duration] = None
     request_timeout: Given[Duration] = None
 

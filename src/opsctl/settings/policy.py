@@ -32,6 +32,14 @@ class ConfirmRule(Model):
     environments: list[str] | None = None
 
 
+class MfaRule(Model):
+    """An MFA session is required for a command when every field given matches."""
+
+    tiers: list[int] | None = None
+    environments: list[str] | None = None
+    commands: list[str] | None = Field(default=None, description="command kinds, e.g. 'db restore'")
+
+
 class SeverityPolicy(Model):
     """How one severity is handled: who is paged when, and which timers run."""
 
@@ -86,6 +94,10 @@ class Policy(Model):
     deploy: DeployPolicy = DeployPolicy()
     migrate: MigratePolicy = MigratePolicy()
     backups: BackupPolicy = BackupPolicy()
+    mfa: list[MfaRule] = Field(
+        default_factory=lambda: [MfaRule(commands=["db restore"], environments=["production"])],
+        description="sensitive operations that need an MFA session first (the manual: MFA for sensitive ops)",
+    )
 
     @field_validator("severities", mode="before")
     @classmethod
@@ -105,6 +117,17 @@ class Policy(Model):
             base = defaults[number].model_dump()
             merged[number] = {**base, **given} if isinstance(given, dict) else given
         return {**{n: p.model_dump() for n, p in defaults.items()}, **merged}
+
+    def needs_mfa(self, command: str, tier: int, env: str) -> bool:
+        for rule in self.mfa:
+            if rule.tiers is not None and tier not in rule.tiers:
+                continue
+            if rule.environments is not None and env not in rule.environments:
+                continue
+            if rule.commands is not None and command not in rule.commands:
+                continue
+            return True
+        return False
 
     def needs_confirmation(self, tier: int, env: str) -> bool:
         for rule in self.confirm:
