@@ -96,6 +96,8 @@ def test_pitr_round_trip(pgbackrest_source: Source, isolated: Path, cli: Runner)
     assert report["verification"]["ok"] and report["verification"]["tables"] == {"markers": 5}
     assert report["dsn"] == f"postgresql://postgres@127.0.0.1:{port}/postgres"
     assert report["mfa"] == "code-given-unverified"  # no AWS account configured to check it with
+    kept = cli("--config", str(config), "-o", "json", "runs", "show", report["run_id"]).json()
+    assert kept["state"] == "succeeded" and kept["data"]["verification"]["tables"] == {"markers": 5}
     again = cli("--config", str(config), "--yes", "db", "restore", "auth", "--pitr", "--to", at.isoformat(),
                 "--target", "auth-pitr-1", "--mfa-code", "123456")  # fmt: skip
     assert again.code == 3 and "already exists" in again.stderr

@@ -167,6 +167,7 @@ class PgBackRestProvider:
             if not result["recovery_confirmed"]:
                 result["ok"] = False
                 result.setdefault("problems", []).append("the server log does not confirm the recovery point")
+            _keep(r, result)
             return result
 
         target = f"{path} (port {port})"
@@ -253,6 +254,7 @@ class RdsProvider:
                           recovery_basis="RDS RestoreTime" if plan.requested else "LatestRestorableTime")  # fmt: skip
             if plan.requested is None:
                 result["requested_latest"] = plan.latest
+            _keep(r, result)
             return result
 
         target = f"RDS instance {plan.target}"
@@ -269,3 +271,10 @@ def _say(run: Run, text: str) -> None:
     """A line for the engineer now (stderr) and for the run's timeline."""
     run.note(text)
     run.progress.note(text)
+
+
+def _keep(run: Run, verification: dict[str, Any]) -> None:
+    """The result stays in the run record (drills and reports read it from there)."""
+    from opsctl.output import to_plain
+
+    run.save(verification=to_plain(verification))
