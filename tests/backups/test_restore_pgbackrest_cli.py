@@ -186,3 +186,14 @@ def test_sigterm_during_the_restore_stops_and_removes_the_new_instance(
     assert "Traceback" not in err and "removed the partial restore" in err
     assert not (root / "auth-stopped").exists()
     assert len(source.sql("SELECT count(*) FROM bulk")) == 1  # the source still answers
+
+
+def test_a_target_inside_the_source_is_refused(pgbackrest_source: Source, isolated: Path, cli: Runner) -> None:
+    source = pgbackrest_source
+    config = write_config(isolated, source)
+    config.write_text(config.read_text().replace(f"restore_root: {source.base / 'restores'}",
+                                                 f"restore_root: {source.data}"))  # fmt: skip
+    r = cli("--config", str(config), "--yes", "db", "restore", "auth", "--pitr", "--to", "latest",
+            "--mfa-code", "123456")  # fmt: skip
+    assert r.code == 3 and "source's data directory" in r.stderr
+    assert not (source.data / "auth-pitr").exists() and len(source.sql("SELECT 1")) == 1

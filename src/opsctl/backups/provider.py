@@ -110,9 +110,12 @@ class PgBackRestProvider:
         path = root / target
         if path.exists():
             raise RefusedError(f"restore target {path} already exists", "pick another --target: nothing is overwritten")
-        source_path = self.repo.pg_path() if hasattr(self.repo, "pg_path") else None
-        if source_path and Path(source_path).resolve() == path.resolve():
-            raise RefusedError(f"restore target {path} is the source's data directory")
+        from opsctl.backups.pgbackrest_source import read_config
+
+        source_path = read_config(self.repo.config, self.config.stanza).get("pg1-path")
+        if source_path and Path(source_path).resolve() in (path.resolve(), *path.resolve().parents):
+            raise RefusedError(f"restore target {path} is (inside) the source's data directory {source_path}",
+                               "set database.restore_root elsewhere: nothing is restored over the source")  # fmt: skip
         port = self.options.port or _free_port()
         return Plan(self.service, "pgbackrest", self.config.stanza, target, requested, earliest, latest,
                     {"path": str(path), "port": port, "root": str(root), "basis": basis,
