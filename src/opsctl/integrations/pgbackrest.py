@@ -195,7 +195,15 @@ class PgBackRest:
                 "check the stanza name and the config's repo1-path",
             )
         if code != 0:
-            raise UpstreamError(f"pgBackRest stanza {self.stanza} is not usable: {truncate(message)} (status {code})")
+            causes = [
+                f"repo{r.get('key', '?')}: {(r.get('status') or {}).get('message')}"
+                for r in entry.get("repo") or []
+                if isinstance(r, dict) and (r.get("status") or {}).get("code") not in (0, None)
+            ]  # the real reason (a TLS certificate, a missing bucket) is in the repository's status
+            cause = f": {truncate('; '.join(causes))}" if causes else ""
+            raise UpstreamError(
+                f"pgBackRest stanza {self.stanza} is not usable: {truncate(message)} (status {code}){cause}"
+            )
         return dict(entry)
 
     def backups(self) -> list[Backup]:
