@@ -73,7 +73,6 @@ class PagerDutyOverride(Model):
     from_: str | None = Field(default=None, alias="from")
     base_url: Given[Url] = None
     ca_bundle: str | None = None
-    mfa_serial: str | None = None
     timeout: Given[Duration] = None
     request_timeout: Given[Duration] = None
 
@@ -90,6 +89,7 @@ class AwsOverride(Model):
     endpoint_url: Url | None = None
     profile: str | None = None
     ca_bundle: str | None = None
+    mfa_serial: str | None = None
 
 
 class KubernetesOverride(Model):
