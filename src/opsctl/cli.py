@@ -99,12 +99,15 @@ def root(
 
 
 def _register() -> None:
-    from opsctl.commands import audit, completion, config, db, deploy, incident, inventory, runs
+    from opsctl.commands import audit, completion, config, db, deploy, drill, incident, inventory, runs
 
     app.add_typer(config.app, name="config", help="Check and show the configuration.")
     app.add_typer(incident.app, name="incident", help="Declare and run incidents (PagerDuty or local).")
     app.add_typer(deploy.app, name="deploy", help="Canary and blue/green deploys on Kubernetes, judged by Prometheus.")
     app.add_typer(db.app, name="db", help="Database work: zero-downtime migrations and column changes.")
+    app.add_typer(
+        drill.app, name="drill", help="DR drills: failover and restore, measured against the tier; status, reports."
+    )
     app.add_typer(runs.app, name="runs", help="What is running now across the team, and each run's timeline.")
     inventory.register(app)
     audit.register(app)

@@ -6,13 +6,10 @@ import json
 import os
 import re
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
-import httpx
 import pytest
-from moto.server import ThreadedMotoServer
 
 from tests.cli.conftest import Runner
 
@@ -35,31 +32,16 @@ services:
 
 
 def _free_port() -> int:
+    """A port nobody listens on: an unreachable endpoint."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
-
-
-@pytest.fixture
-def aws_env(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing")):
-        monkeypatch.setenv(name, value)
-    httpx.post(f"{moto_url}/moto-api/reset").raise_for_status()
-    return moto_url
-
-
 @pytest.fixture
 def cli(aws_env: str, isolated: Path) -> Runner:
-    """The installed opsctl, with the test's environment (AWS credentials for moto included)."""
+    """The installed opsctl, with the test's environment: ``aws_env`` (tests/fakes/moto.py) has reset the
+    session's moto server and set dummy AWS credentials, which the CLI inherits."""
     return Runner(dict(os.environ))
 
 

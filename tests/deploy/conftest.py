@@ -110,6 +110,7 @@ class World:
     prom: Any
     env: dict[str, str]
     config: Path = field(init=False)
+    started: subprocess.Popen[str] | None = field(default=None, init=False)
 
     @property
     def name(self) -> str:
@@ -130,23 +131,32 @@ class World:
         return Result(proc.returncode, proc.stdout, proc.stderr)
 
     def start(self, *args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(
+        self.started = subprocess.Popen(
             self.argv(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self.env,
             preexec_fn=_reset_signals,
         )  # fmt: skip
+        return self.started
 
     def status(self, *env: str) -> dict[str, Any]:
         result = self.run(*env, "-o", "json", "deploy", "status", self.name)
         assert result.code == 0, result.stderr
         return dict(result.json())
 
-    def wait_status(self, predicate: Any, *env: str, timeout: float = 60) -> dict[str, Any]:
-        """Poll 'deploy status' until ``predicate(status)`` (a hang guard, not a timing check)."""
+    def wait_status(self, predicate: Any, *env: str, timeout: float = 180) -> dict[str, Any]:
+        """Poll 'deploy status' until ``predicate(status)`` (a hang guard, not a timing check); the
+        process started last is watched so that an early exit fails at once with its own output."""
         deadline = time.monotonic() + timeout
         while True:
             current = self.status(*env)
             if predicate(current):
                 return current
+            proc = self.started
+            if proc is not None and proc.poll() is not None:
+                out, err = proc.communicate()
+                raise AssertionError(
+                    f"the process exited ({proc.returncode}) before the status matched: {current}\n"
+                    f"stdout: {out[-2000:]}\nstderr: {err[-2000:]}"
+                )
             assert time.monotonic() < deadline, f"status never matched: {current}"
             time.sleep(0.2)
 
@@ -186,7 +196,9 @@ def world(tmp_path: Path, prom: Any) -> Iterator[World]:
         w.healthy("stable")
         w.healthy("canary")
         for track in ("stable", "canary"):  # enough samples for rate() over the analysis window (4s)
-            prom.wait_for_sample(f'sum(rate(http_request_duration_seconds_count{{service="{w.name}",track="{track}"}}[4s]))')
+            prom.wait_for_sample(
+                f'sum(rate(http_request_duration_seconds_count{{service="{w.name}",track="{track}"}}[4s]))'
+            )
         try:
             yield w
         finally:

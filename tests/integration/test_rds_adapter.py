@@ -10,10 +10,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
-import httpx
 import pytest
 from botocore.stub import Stubber
-from moto.server import ThreadedMotoServer
 
 from opsctl.errors import RefusedError, UpstreamError
 from opsctl.integrations.aws import AwsClients
@@ -23,27 +21,17 @@ PRIMARY, SECONDARY = "eu-central-1", "eu-west-1"
 
 
 def _free_port() -> int:
+    """A port nobody listens on: an unreachable endpoint."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
-
-
 @pytest.fixture
-def rds(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Rds]:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    httpx.post(f"{moto_url}/moto-api/reset").raise_for_status()
+def rds(aws_env: str) -> Iterator[Rds]:
+    """On the session's moto server, reset for this test (``aws_env``: tests/fakes/moto.py)."""
     clients = AwsClients(verify=False)
-    yield Rds(lambda region: clients.client("rds", region=region, endpoint_url=moto_url),
+    yield Rds(lambda region: clients.client("rds", region=region, endpoint_url=aws_env),
               region=PRIMARY, secondary_region=SECONDARY)  # fmt: skip
     clients.close()
 

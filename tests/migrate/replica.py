@@ -56,6 +56,14 @@ class Pair:
     def resume_replay(self) -> None:
         self._standby_sql("SELECT pg_wal_replay_resume()")
 
+    def detach_standby(self) -> None:
+        """Cut the standby off its primary (no more WAL arrives), as a network partition would."""
+        self._standby_sql("ALTER SYSTEM SET primary_conninfo = ''")
+        self._standby_sql("SELECT pg_reload_conf()")
+
+    def stop_standby(self) -> None:
+        _as_postgres(str(_bin() / "pg_ctl"), "-D", str(self.base / "standby"), "-m", "immediate", "-w", "stop")
+
     def _standby_sql(self, query: str) -> None:
         import psycopg
 

@@ -369,7 +369,9 @@ def test_partial_file_resumes_at_its_next_segment(world: World) -> None:
         "ALTER TABLE users ADD COLUMN age int;\n",
     )
     r = world.opsctl("db", "migrate", "run", "app")
-    assert r.code == 1 and "0002_two.sql:2" in r.stderr and "the first 1 segment(s) of the file stay applied" in r.stderr
+    assert (
+        r.code == 1 and "0002_two.sql:2" in r.stderr and "the first 1 segment(s) of the file stay applied" in r.stderr
+    )
     row = world.sql("SELECT state, segments_done, segments FROM opsctl_migrations.applied WHERE id = '0002_two'")
     assert row == [("partial", 1, 3)]
     status = world.opsctl("db", "migrate", "status", "app", "-o", "json").json()

@@ -15,7 +15,6 @@ from typing import Any
 import boto3
 import httpx
 import pytest
-from moto.server import ThreadedMotoServer
 
 import opsctl
 from opsctl import redact
@@ -359,19 +358,11 @@ def test_from_config_reads_integrations_and_policy(vault: FakeVault) -> None:
 # ------------------------------------------------------------------ aws secrets manager
 
 
-@pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
-
-
 @pytest.fixture
-def aws(moto_url: str) -> AwsIntegration:
-    httpx.post(f"{moto_url}/moto-api/reset").raise_for_status()
-    client = boto3.client("secretsmanager", region_name="eu-central-1", endpoint_url=moto_url)
+def aws(aws_env: str) -> AwsIntegration:
+    """The integration config for the session's moto server (``aws_env``, tests/fakes/moto.py: reset for
+    this test), with four secrets in it."""
+    client = boto3.client("secretsmanager", region_name="eu-central-1", endpoint_url=aws_env)
     client.create_secret(Name="prod/billing/api-key", SecretString="sk_live_plain-string-value")
     client.create_secret(
         Name="prod/billing/db",
@@ -379,7 +370,7 @@ def aws(moto_url: str) -> AwsIntegration:
     )
     client.create_secret(Name="prod/raw", SecretBinary=b"binary-but-text")
     client.create_secret(Name="prod/not-json", SecretString="just-a-plain-string")
-    return AwsIntegration(region="eu-central-1", endpoint_url=moto_url)
+    return AwsIntegration(region="eu-central-1", endpoint_url=aws_env)
 
 
 def test_aws_plain_secret_string(aws: AwsIntegration) -> None:

@@ -186,6 +186,18 @@ class PgBackRestProvider:
                  changes=False),
         ]  # fmt: skip
 
+    def copy_dsn(self, plan: Plan, run: Run) -> str:
+        """The new instance's connection string (the source's, on the new port)."""
+        return self._dsn(int(plan.details["port"]))
+
+    def teardown(self, plan: Plan) -> str:
+        """Stop the new instance and remove its data directory and log (a drill's scratch copy)."""
+        path = Path(plan.details["path"])
+        self._stop(path)
+        remove_dir(path)
+        Path(path.parent / f"{plan.target}.log").unlink(missing_ok=True)
+        return f"stopped the instance on port {plan.details['port']} and removed {path}"
+
     def _dsn(self, port: int) -> str:
         source = _source_dsn(self.ctx, self.service)
         if source is None:
@@ -248,9 +260,7 @@ class RdsProvider:
             return {"endpoint": host, "port": port}
 
         def check(r: Run) -> dict[str, Any]:
-            host, port = r.data.get("endpoint"), r.data.get("port")
-            source = _source_dsn(self.ctx, self.service) or "postgresql://postgres@localhost/postgres"
-            dsn = _with_host(source, str(host or "unknown"), int(port or 5432))
+            dsn = self.copy_dsn(plan, r)
             result = verify(dsn, self.service, self.options.verify_sql)
             # RDS restores to the requested second (or the latest restorable time); it reports no finer point
             result.update(recovered_to=plan.requested or plan.latest, dsn=masked(dsn),
@@ -268,6 +278,14 @@ class RdsProvider:
             Step("available", "wait until the instance is available", target, apply=wait, changes=False),
             Step("verify", "connect, write, count key tables", target, apply=check, changes=False),
         ]  # fmt: skip
+
+    def copy_dsn(self, plan: Plan, run: Run) -> str:
+        source = _source_dsn(self.ctx, self.service) or "postgresql://postgres@localhost/postgres"
+        return _with_host(source, str(run.data.get("endpoint") or "unknown"), int(run.data.get("port") or 5432))
+
+    def teardown(self, plan: Plan) -> str:
+        self.rds.delete(plan.target)
+        return f"deleted the RDS instance {plan.target}"
 
 
 def _say(run: Run, text: str) -> None:

@@ -80,9 +80,18 @@ def check_window(requested: datetime | None, earliest: datetime | None, latest: 
                            "pick a time inside the window, or --to latest")  # fmt: skip
 
 
+def prepared(ctx: Context, service: Service, options: Options, requested: datetime | None, now: datetime) -> Any:
+    """The provider's engine and its plan for this restore, the window checked (refusals here)."""
+    from opsctl.backups import provider as providers
+
+    engine = providers.for_service(ctx, service, backup_config(service), options)
+    plan = engine.prepare(requested, now)
+    check_window(requested, plan.earliest, plan.latest)
+    return engine, plan
+
+
 def restore(ctx: Context, name: str, options: Options) -> dict[str, Any]:
     from opsctl import mfa
-    from opsctl.backups import provider as providers
 
     service = ctx.service(name)
     config = backup_config(service)
@@ -103,10 +112,8 @@ def restore(ctx: Context, name: str, options: Options) -> dict[str, Any]:
         used = mfa.require(ctx, KIND, service, options.mfa_code, aws_needed=config.provider == "rds")
         if used is not None:
             params["mfa"] = used
-        engine = providers.for_service(ctx, service, config, options)
-        plan = engine.prepare(requested, now)
+        engine, plan = prepared(ctx, service, options, requested, now)
         params.update(target=plan.target, source=plan.source)
-        check_window(requested, plan.earliest, plan.latest)
         found.update(engine=engine, plan=plan)
         op.confirm = (f"restore {service.name} ({plan.source}) as of "
                       f"{_fmt(requested) if requested else 'the latest point'} into a new instance {plan.target}")  # fmt: skip

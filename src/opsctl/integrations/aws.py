@@ -1,5 +1,6 @@
 """AWS clients for one invocation: one boto3 session per profile, one client per (service, region,
-endpoint), all closed together by the context's client registry.
+endpoint), all closed together by the context's client registry; :func:`aws_call` turns whatever
+AWS or the network says went wrong into one line (:class:`~opsctl.errors.UpstreamError`, exit 4).
 
 ``verify`` is passed explicitly: a machine that sets ``AWS_CA_BUNDLE``/``REQUESTS_CA_BUNDLE``
 would otherwise silently override what the config asks for.  boto3 is imported on first use.
@@ -7,7 +8,11 @@ would otherwise silently override what the config asks for.  boto3 is imported o
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
+
+from opsctl.errors import UpstreamError
 
 
 class AwsClients:
@@ -60,3 +65,19 @@ class AwsClients:
             closer = getattr(client, "close", None)
             if closer is not None:
                 closer()
+
+
+@contextmanager
+def aws_call(what: str) -> Iterator[None]:
+    """One line for whatever AWS or the network says went wrong."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        yield
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        code, message = error.get("Code", "Error"), " ".join(str(error.get("Message", "")).split())[:300]
+        raise UpstreamError(f"AWS {what}: {code}: {message}".rstrip(": ")) from None
+    except BotoCoreError as exc:
+        raise UpstreamError(f"AWS {what}: {' '.join(str(exc).split())[:300]}",
+                            "check integrations.aws (region, endpoint_url) and the network") from None  # fmt: skip

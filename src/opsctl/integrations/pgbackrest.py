@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import socket
 import subprocess
 import time
@@ -34,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from opsctl.errors import FailedError, OpsctlError, RefusedError, UpstreamError, UsageError
+from opsctl.integrations.proc import run_bounded
 from opsctl.integrations.retry import truncate
 
 # pgBackRest error codes that mean "refused", not "broken": nothing to restore, or the target is in use.
@@ -65,30 +65,7 @@ def _prefix(run_as: str | None) -> list[str]:
     return ["runuser", "-u", run_as, "--"] if run_as else []
 
 
-def _run(argv: list[str], *, timeout: float, what: str) -> subprocess.CompletedProcess[str]:
-    """Run ``argv`` (no shell) in its own process group; on timeout the whole group is killed."""
-    try:
-        proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd="/",
-            start_new_session=True,
-        )
-    except OSError as exc:
-        raise UpstreamError(f"{what}: cannot run {argv[0]}: {exc.strerror or exc}") from None
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.communicate()
-        raise UpstreamError(f"{what} timed out after {timeout:g}s") from None
-    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
+_run = run_bounded
 
 
 def error_line(stderr: str, stdout: str = "") -> tuple[str, str | None]:

@@ -7,13 +7,13 @@ call and AWS's error code; an instance that does not exist is ``None`` or a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from opsctl.errors import RefusedError, UpstreamError
+from opsctl.integrations.aws import aws_call  # defined there; importable from here for existing callers
 
 ClientFor = Callable[[str], Any]  # region -> boto3 RDS client
 
@@ -48,22 +48,6 @@ def _utc(value: Any) -> datetime | None:
     if not isinstance(value, datetime):
         return None
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-@contextmanager
-def aws_call(what: str) -> Iterator[None]:
-    """One line for whatever AWS or the network says went wrong."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    try:
-        yield
-    except ClientError as exc:
-        error = exc.response.get("Error", {})
-        code, message = error.get("Code", "Error"), " ".join(str(error.get("Message", "")).split())[:300]
-        raise UpstreamError(f"AWS {what}: {code}: {message}".rstrip(": ")) from None
-    except BotoCoreError as exc:
-        raise UpstreamError(f"AWS {what}: {' '.join(str(exc).split())[:300]}",
-                            "check integrations.aws (region, endpoint_url) and the network") from None  # fmt: skip
 
 
 class Rds:
@@ -208,3 +192,126 @@ class Rds:
                 s.get("AllocatedStorage"),
             ))  # fmt: skip
         return sorted(out, key=lambda s: s.created_at or datetime.min.replace(tzinfo=UTC))
+
+    # ------------------------------------------------------------ read replicas (failover drills)
+    def _instance_in(self, ident: str, where: str) -> dict[str, Any] | None:
+        """The instance in region ``where``, or None when it does not exist there."""
+        from botocore.exceptions import ClientError
+
+        with aws_call(f"describe_db_instances {ident} ({where})"):
+            try:
+                found = self.client_for(where).describe_db_instances(DBInstanceIdentifier=ident)["DBInstances"]
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") == "DBInstanceNotFound":
+                    return None
+                raise
+        return dict(found[0]) if found else None
+
+    @staticmethod
+    def _missing(ident: str, where: str) -> RefusedError:
+        return RefusedError(f"RDS instance {ident} does not exist in {where}",
+                            "check database.replica and integrations.aws (region, secondary_region)")  # fmt: skip
+
+    def _require_in(self, ident: str, where: str) -> dict[str, Any]:
+        found = self._instance_in(ident, where)
+        if found is None:
+            raise self._missing(ident, where)
+        return found
+
+    def replica_info(self, ident: str, *, region: str | None = None) -> dict[str, Any]:
+        """What a failover needs to know about a (read replica) instance: its status, the instance
+        it replicates from (an ARN for a cross-region replica), and how replication is doing
+        (``None`` when AWS reports nothing on it, as for an instance that is not a replica)."""
+        where = region or self.region
+        instance = self._require_in(ident, where)
+        source = instance.get("ReadReplicaSourceDBInstanceIdentifier") or None
+        replication = None
+        for info in instance.get("StatusInfos") or []:
+            if str(info.get("StatusType", "")).lower() == "read replication":
+                replication = {"status": info.get("Status"), "normal": bool(info.get("Normal")),
+                               "message": info.get("Message")}  # fmt: skip
+                break
+        host, port = self.endpoint(instance)
+        return {
+            "id": ident,
+            "region": where,
+            "status": str(instance.get("DBInstanceStatus", "")),
+            "source": source,
+            "is_replica": source is not None,
+            "replication": replication,
+            "endpoint": {"host": host, "port": port},
+            "engine": instance.get("Engine"),
+        }
+
+    def promote(self, ident: str, *, region: str | None = None) -> None:
+        """Start promoting a read replica to a standalone instance (its backup retention kept as
+        is); :meth:`wait_promoted` tells when it is done."""
+        where = region or self.region
+        with aws_call(f"promote_read_replica {ident} ({where})"):
+            self.client_for(where).promote_read_replica(DBInstanceIdentifier=ident)
+
+    def wait_promoted(
+        self,
+        ident: str,
+        *,
+        region: str | None = None,
+        timeout: float,
+        sleep: Callable[[float], None],
+        monotonic: Callable[[], float],
+        poll: float = 15.0,
+        on_status: Callable[[str], None] | None = None,
+    ) -> dict[str, Any]:
+        """Poll until the instance is ``available`` and no longer linked to its source.  Right
+        after the call AWS may still show it ``available`` as a replica, so "available" alone is not
+        enough.  A failed state, the instance vanishing, or the timeout is an UpstreamError."""
+        where = region or self.region
+        deadline = monotonic() + timeout
+        last, polls = "", 0
+        while True:
+            found = self._instance_in(ident, where)
+            polls += 1
+            if found is None:
+                if polls == 1:
+                    raise self._missing(ident, where)
+                raise UpstreamError(f"RDS instance {ident} disappeared from {where} during its promotion",
+                                    "see its events in the RDS console")  # fmt: skip
+            status = str(found.get("DBInstanceStatus", ""))
+            source = found.get("ReadReplicaSourceDBInstanceIdentifier") or None
+            shown = f"{status} (still a replica)" if status == "available" and source else status
+            if shown != last and on_status is not None:
+                on_status(shown)
+            last = shown
+            if status == "available" and source is None:
+                return found
+            if status in FAILED_STATES:
+                raise UpstreamError(f"RDS instance {ident} is {status} during its promotion",
+                                    "see its events in the RDS console")  # fmt: skip
+            if monotonic() >= deadline:
+                if source is not None:
+                    raise UpstreamError(
+                        f"RDS instance {ident} is {status} and still a read replica of {source} after {timeout:.0f}s: "
+                        "the promotion did not complete",
+                        "see its events in the RDS console; the old primary is unchanged",
+                    )
+                raise UpstreamError(f"RDS instance {ident} still {status} after {timeout:.0f}s: the promotion did "
+                                    "not complete", "it may still finish: watch it in the RDS console")  # fmt: skip
+            sleep(poll)
+
+    def create_replica(
+        self, source: str, target: str, *, region: str | None = None, source_region: str | None = None, **extra: Any
+    ) -> dict[str, Any]:
+        """Create ``target`` in ``region`` as a read replica of ``source`` (for a failback: the old
+        primary rebuilt as a replica of the new one).  From another region AWS wants the source's
+        ARN and ``SourceRegion``; the ARN is looked up there unless ``source`` already is one."""
+        where = region or self.region
+        origin = source_region or where
+        args: dict[str, Any] = {"DBInstanceIdentifier": target, "SourceDBInstanceIdentifier": source, **extra}
+        if origin != where:
+            if not source.startswith("arn:"):
+                arn = self._require_in(source, origin).get("DBInstanceArn")
+                if not arn:
+                    raise UpstreamError(f"AWS describe_db_instances {source} ({origin}): no DBInstanceArn")
+                args["SourceDBInstanceIdentifier"] = arn
+            args["SourceRegion"] = origin
+        with aws_call(f"create_db_instance_read_replica {source} ({origin}) -> {target} ({where})"):
+            return dict(self.client_for(where).create_db_instance_read_replica(**args)["DBInstance"])

@@ -10,6 +10,7 @@ from pydantic import Field, field_validator
 
 from opsctl.settings.backups import BackupPolicy
 from opsctl.settings.deploy import DeployPolicy
+from opsctl.settings.drills import DrillPolicy
 from opsctl.settings.migrate import MigratePolicy
 from opsctl.settings.types import Duration, Model, TimeZone
 
@@ -94,6 +95,7 @@ class Policy(Model):
     deploy: DeployPolicy = DeployPolicy()
     migrate: MigratePolicy = MigratePolicy()
     backups: BackupPolicy = BackupPolicy()
+    drills: DrillPolicy = DrillPolicy()
     mfa: list[MfaRule] = Field(
         default_factory=lambda: [MfaRule(commands=["db restore"], environments=["production"])],
         description="sensitive operations that need an MFA session first (the manual: MFA for sensitive ops)",

@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from opsctl.settings.drills import DrillSchedule
 from opsctl.settings.types import Duration, Model, Name, SecretRef, UrlOrSecret
 
 
@@ -78,8 +79,18 @@ class Cache(Model):
 
 
 class Dns(Model):
-    zone: str
-    record: str
+    """The name clients use to reach the service's database (or the service), which a failover
+    drill moves from the primary's value to the secondary's (and a failback moves back).  When
+    the zone holds Route53 failover record sets for the name (SetIdentifier, Failover PRIMARY /
+    SECONDARY), those are switched instead and ``primary``/``secondary`` may be left out."""
+
+    provider: Literal["route53"] = "route53"
+    zone: str = Field(description="the hosted zone, e.g. example.com")
+    record: str = Field(description="the record's name (FQDN), e.g. db.billing.example.com")
+    type: Literal["CNAME", "A"] = "CNAME"
+    primary: str | None = Field(default=None, description="the record's value while the primary serves")
+    secondary: str | None = Field(default=None, description="the record's value after a failover")
+    ttl: int = Field(default=60, ge=0, le=604800, description="TTL of the record set, seconds")
 
 
 class EnvironmentOverride(Model):
@@ -104,6 +115,7 @@ class Service(Model):
     database: Database | None = None
     cache: Cache | None = None
     dns: Dns | None = None
+    drills: DrillSchedule | None = Field(default=None, description="drill cadences (default: policy.drills)")
     environments: dict[Name, EnvironmentOverride] = Field(default_factory=dict)
 
     def in_env(self, env: str) -> Service:
