@@ -10,6 +10,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,8 +78,9 @@ def _start(bin_dir: Path, data: Path, port: int, log: Path) -> None:
     )
 
 
-@pytest.fixture
-def replica_pair() -> Iterator[Pair]:
+@contextmanager
+def make_pair() -> Iterator[Pair]:
+    """A primary and a streaming standby on free ports, removed afterwards (tests and bench/)."""
     bin_dir = _bin()
     base = Path(tempfile.mkdtemp(prefix="opsctl-pair-"))
     if os.geteuid() == 0:
@@ -119,3 +121,9 @@ def replica_pair() -> Iterator[Pair]:
                     capture_output=True, timeout=60,
                 )  # fmt: skip
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def replica_pair() -> Iterator[Pair]:
+    with make_pair() as pair:
+        yield pair

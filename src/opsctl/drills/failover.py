@@ -75,14 +75,19 @@ def _secret(ctx: Context, ref: str | None) -> str | None:
 
 
 def mode_of(service: Service) -> str:
+    """``postgres`` (a self-managed standby at database.replica_dsn) or ``rds`` (the read replica
+    database.replica, when the database is on RDS or says nothing of its backups)."""
     db = service.database
     if db is None:
         raise UsageError(f"service {service.name} has no database block", "a failover drill needs database.dsn")
-    backup = db.backup
-    if db.replica and (db.replica_dsn is None or (backup is not None and backup.provider == "rds")):
-        return "rds"
-    if db.replica_dsn:
+    on_rds = db.backup is not None and db.backup.provider == "rds"
+    if db.replica_dsn and not on_rds:
         return "postgres"
+    if db.replica and (on_rds or db.backup is None):
+        return "rds"
+    if db.replica:
+        raise UsageError(f"service {service.name}: a self-managed database fails over to database.replica_dsn",
+                         "set database.replica_dsn (a secret reference to the standby's connection string)")  # fmt: skip
     raise UsageError(f"service {service.name} has no replica to fail over to",
                      "set database.replica_dsn (a self-managed standby) or database.replica (an RDS read replica)")  # fmt: skip
 
@@ -411,23 +416,26 @@ def failover(ctx: Context, name: str, options: Options) -> Any:
     service = ctx.service(name)
     if options.scenario != "region":
         raise UsageError(f"--scenario {options.scenario!r}: only 'region' exists")
-    engine = Failover(ctx, service, options)
-    params: dict[str, Any] = {"scenario": options.scenario, "failback": options.failback, "mode": engine.mode,
-                              "tier": service.tier}  # fmt: skip
+    params: dict[str, Any] = {"scenario": options.scenario, "failback": options.failback, "tier": service.tier}
     op = Operation(
         KIND, service, params, lock="drill", must_confirm=True, env=ctx.env,
-        confirm=f"fail {service.name}'s database over to {engine.replica_name()} (a real failover"
-                f"{', and back' if options.failback else ''})",
         resume_hint="the drill rolls back on failure; check 'opsctl drill report --last'",
     )  # fmt: skip
+    found: dict[str, Failover] = {}
 
     def check() -> None:
+        """Everything that can refuse (config, secrets, the preflight), audited, before any change."""
+        engine = found["engine"] = Failover(ctx, service, options)
+        params["mode"] = engine.mode
         problems = engine.preflight()
         if problems:
             raise RefusedError("preflight: " + "; ".join(problems), "nothing was changed")
+        op.confirm = (f"fail {service.name}'s database over to {engine.replica_name()} (a real failover"
+                      f"{', and back' if options.failback else ''})")  # fmt: skip
 
     op.check = check
     try:
-        return run_drill(ctx, op, engine.steps)
+        return run_drill(ctx, op, lambda run: found["engine"].steps(run))
     finally:
-        engine.nodes.close()
+        if "engine" in found:
+            found["engine"].nodes.close()
