@@ -34,9 +34,12 @@ services:
 {extra}"""
 
 
+SECRET = "drill-pw-5e1f"  # trust auth ignores it: it is there to be kept out of every output
+
+
 def write_config(tmp: Path, pair: Pair, *, tier: int = 1, extra: str = "") -> Path:
-    (tmp / "dsn").write_text(pair.primary + "\n")
-    (tmp / "replica").write_text(pair.standby + "\n")
+    (tmp / "dsn").write_text(pair.primary.replace("postgres@", f"postgres:{SECRET}@") + "\n")
+    (tmp / "replica").write_text(pair.standby.replace("postgres@", f"postgres:{SECRET}@") + "\n")
     path = tmp / "opsctl.yaml"
     path.write_text(CONFIG.format(tier=tier, dsn=tmp / "dsn", replica=tmp / "replica", extra=extra))
     return path
@@ -147,6 +150,11 @@ def test_a_failover_drill_with_a_writer_running_passes_and_the_new_primary_takes
     assert again.code == 0 and again.json()["rpo"] == report["rpo"], again.stderr
     md = cli("--config", str(config), "drill", "report", "--last", "--format", "md")
     assert md.code == 0 and "Passed with conditions" in md.stdout and "| stop writes |" in md.stdout, md.stderr
+    audit = cli("--config", str(config), "-o", "json", "audit", "--service", "billing")
+    shown = cli("--config", str(config), "-o", "json", "runs", "show", report["id"])
+    assert [a["outcome"] for a in audit.json()] == ["started", "ok"]
+    for text in (r.stdout, r.stderr, again.stdout, md.stdout, audit.stdout, shown.stdout):
+        assert SECRET not in text
 
 
 def wait_for(predicate: Any, what: str, timeout: float = 60) -> None:

@@ -70,9 +70,14 @@ def start(data_dir: str, port: int, log: str, *, timeout: float = 300) -> None:
 
 def basebackup(source_dsn: str, data_dir: str, user: str, *, tool_dir: str, timeout: float = 3600) -> None:
     """A new standby of ``source_dsn`` in the empty ``data_dir`` (``-R``: it follows the source)."""
-    argv = [*_as(user), _tool(tool_dir, "pg_basebackup"), "-d", source_dsn, "-D", data_dir, "-R", "-X", "stream",
-            "--checkpoint=fast"]  # fmt: skip
-    done = run_bounded(argv, timeout=timeout, what=f"pg_basebackup into {data_dir}")
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    parts = {k: str(v) for k, v in conninfo_to_dict(source_dsn).items() if v is not None}
+    password = parts.pop("password", None)  # through the environment: a command line is visible to every user
+    argv = [*_as(user), _tool(tool_dir, "pg_basebackup"), "-d", make_conninfo("", **parts), "-D", data_dir, "-R",
+            "-X", "stream", "--checkpoint=fast"]  # fmt: skip
+    env = {"PGPASSWORD": password} if password else None
+    done = run_bounded(argv, timeout=timeout, what=f"pg_basebackup into {data_dir}", env=env)
     if done.returncode != 0:
         raise FailedError(f"pg_basebackup into {data_dir} failed: {_last_line(done.stderr or done.stdout)}")
 

@@ -10,8 +10,11 @@ import subprocess
 from opsctl.errors import UpstreamError
 
 
-def run_bounded(argv: list[str], *, timeout: float, what: str) -> subprocess.CompletedProcess[str]:
-    """Run ``argv`` (no shell) in its own process group; on timeout the whole group is killed."""
+def run_bounded(
+    argv: list[str], *, timeout: float, what: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``argv`` (no shell) in its own process group; on timeout the whole group is killed.
+    ``env`` adds variables to the inherited environment (a password never goes on a command line)."""
     try:
         proc = subprocess.Popen(
             argv,
@@ -21,6 +24,7 @@ def run_bounded(argv: list[str], *, timeout: float, what: str) -> subprocess.Com
             text=True,
             cwd="/",
             start_new_session=True,
+            env={**os.environ, **env} if env else None,
         )
     except OSError as exc:
         raise UpstreamError(f"{what}: cannot run {argv[0]}: {exc.strerror or exc}") from None
