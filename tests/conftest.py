@@ -10,6 +10,7 @@ import pytest
 from opsctl import redact
 from tests.fakes.moto import aws_env, moto_url  # noqa: F401  (fixtures: moto's server)
 from tests.fakes.prometheus import prom, prometheus  # noqa: F401  (fixtures: the real Prometheus)
+from tests.fakes.redis_cluster import cluster, redis_cluster  # noqa: F401  (fixtures: a real Redis Cluster)
 from tests.migrate.replica import replica_pair  # noqa: F401  (fixture: a primary and a streaming standby)
 from tests.migrate.world import world  # noqa: F401  (fixture: a scratch database and a config on it)
 

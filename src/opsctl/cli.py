@@ -99,7 +99,7 @@ def root(
 
 
 def _register() -> None:
-    from opsctl.commands import audit, completion, config, db, deploy, drill, incident, inventory, runs
+    from opsctl.commands import audit, cache, completion, config, db, deploy, drill, incident, inventory, runs
 
     app.add_typer(config.app, name="config", help="Check and show the configuration.")
     app.add_typer(incident.app, name="incident", help="Declare and run incidents (PagerDuty or local).")
@@ -108,6 +108,8 @@ def _register() -> None:
     app.add_typer(
         drill.app, name="drill", help="DR drills: failover and restore, measured against the tier; status, reports."
     )
+    app.add_typer(cache.app, name="cache", help="Redis caches: the TTL policy audit, event-based invalidation.")
+    app.add_typer(cache.ratelimit, name="ratelimit", help="Rate-limit counters on Redis: show and reset one client's.")
     app.add_typer(runs.app, name="runs", help="What is running now across the team, and each run's timeline.")
     inventory.register(app)
     audit.register(app)

@@ -13,6 +13,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, computed_fie
 
 from opsctl.settings.integrations import EnvironmentSettings, Integrations, StateConfig
 from opsctl.settings.policy import BusinessHours, Policy, Team
+from opsctl.settings.ratelimit import RateLimit
 from opsctl.settings.services import Service
 from opsctl.settings.tiers import BUILTIN_TIERS, Tier, TierOverride
 from opsctl.settings.types import REFERENCE_FIELD, Model, Name
@@ -56,6 +57,7 @@ class Config(Model):
     policy: Policy = Policy()
     state: StateConfig = StateConfig()
     integrations: Integrations = Integrations()
+    ratelimit: RateLimit = RateLimit()
     services: list[Service] = Field(default_factory=list)
 
     @field_validator("tiers")
@@ -96,6 +98,15 @@ class Config(Model):
                 changes = {name: getattr(override, name) for name in override.model_fields_set}
                 updates[block] = getattr(self.integrations, block).model_copy(update=changes)
         return self.integrations.model_copy(update=updates)
+
+    def ratelimit_for(self, env: str) -> RateLimit:
+        """The ``ratelimit`` block with environment ``env``'s overrides (the fields it gives)."""
+        settings = self.environment_settings.get(env)
+        override = settings.ratelimit if settings is not None else None
+        if override is None:
+            return self.ratelimit
+        changes = {name: getattr(override, name) for name in override.model_fields_set}
+        return RateLimit.model_validate({**self.ratelimit.model_dump(), **changes})
 
     def service(self, name: str) -> Service | None:
         return next((s for s in self.services if s.name == name), None)

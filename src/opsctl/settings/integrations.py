@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from opsctl.settings.ratelimit import RateLimitOverride
 from opsctl.settings.types import Duration, Given, Model, SecretRef, Url, UrlOrSecret
 
 
@@ -114,9 +115,11 @@ class IntegrationOverrides(Model):
 
 
 class EnvironmentSettings(Model):
-    """One environment; its ``integrations`` name only the fields that differ from the global ones."""
+    """One environment; its ``integrations`` and ``ratelimit`` name only the fields that differ
+    from the global ones."""
 
     integrations: IntegrationOverrides = IntegrationOverrides()
+    ratelimit: RateLimitOverride | None = None
 
 
 class StateConfig(Model):

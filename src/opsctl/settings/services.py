@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 
 from opsctl.settings.drills import DrillSchedule
 from opsctl.settings.types import Duration, Model, Name, SecretRef, UrlOrSecret
@@ -73,9 +73,57 @@ class Database(Model):
     )
 
 
+class CacheGroup(Model):
+    """Keys of one kind, found by a glob ``pattern`` (matched against the key without the
+    service's ``key_prefix``), and the longest TTL they may have."""
+
+    pattern: str = Field(min_length=1, max_length=512, description="glob, e.g. session:*")
+    max_ttl: Duration | None = Field(default=None, description="a longer TTL is a finding (sessions: 7d)")
+
+
+class CacheEvents(Model):
+    """Where the EntityUpdated events go: a Pub/Sub channel or a stream (XADD)."""
+
+    channel: str | None = Field(default=None, description="PUBLISH to this channel (JSON payload)")
+    stream: str | None = Field(default=None, description="XADD to this stream (one field per payload key)")
+    maxlen: int | None = Field(default=100000, ge=1, description="stream: trimmed to about this many entries")
+    type: str = Field(default="EntityUpdated", description="the event's type field")
+    fields: dict[str, str] = Field(
+        default_factory=dict,
+        description="payload key names when the services expect others: {entity, id, time, trace_id, type} -> name",
+    )
+
+    @model_validator(mode="after")
+    def _one_target(self) -> CacheEvents:
+        if (self.channel is None) == (self.stream is None):
+            raise ValueError("give exactly one of channel or stream")
+        unknown = set(self.fields) - {"entity", "id", "time", "trace_id", "type"}
+        if unknown:
+            raise ValueError(f"unknown payload field(s) {sorted(unknown)}: entity, id, time, trace_id, type")
+        return self
+
+
 class Cache(Model):
     redis_url: UrlOrSecret
     key_prefix: str = ""
+    cluster: bool | None = Field(default=None, description="a Redis Cluster (default: ask the server)")
+    groups: dict[Name, CacheGroup] = Field(default_factory=dict, description="key groups and their maximum TTL")
+    entities: dict[Name, list[str]] = Field(
+        default_factory=dict,
+        description="per entity, the key patterns (without key_prefix) to delete, with {id}: e.g. user:{id}, feed:{id}:*",
+    )
+    events: CacheEvents | None = Field(default=None, description="where 'cache invalidate' publishes EntityUpdated")
+
+    @field_validator("entities")
+    @classmethod
+    def _with_id(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for entity, patterns in value.items():
+            for pattern in patterns:
+                if "{id}" not in pattern:
+                    raise ValueError(f"entities.{entity}: {pattern!r} has no {{id}}")
+                if pattern.replace("{id}", "").strip("*?:") == "":
+                    raise ValueError(f"entities.{entity}: {pattern!r} would match more than one entity's keys")
+        return value
 
 
 class Dns(Model):

@@ -1,0 +1,1 @@
+"""Cache and rate-limit operations on Redis: the TTL audit, invalidation, rate-limit counters."""
