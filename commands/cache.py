@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from opsctl.commands._common import context
+from opsctl.commands._common import context, plan_table
 from opsctl.output import Column
 
 if TYPE_CHECKING:
@@ -17,16 +17,6 @@ ratelimit = typer.Typer(no_args_is_help=True, rich_markup_mode=None)
 
 _SERVICE = typer.Argument(..., metavar="SERVICE", help="The service whose cache it is.")
 _KEY = typer.Argument(..., metavar="KEY", help="scope:id, like ip:1.2.3.4, user:42, org:7, login:alice.")
-
-
-def _plan(c: Context, plan: list[dict[str, Any]]) -> None:
-    c.output.info("dry run: nothing was changed")
-    if c.output.format != "table":
-        c.output.data(plan)
-        return
-    c.output.data([{"n": n, **s} for n, s in enumerate(plan, 1)],
-                  columns=[Column("n", "#"), Column("name", "STEP"), Column("action"), Column("target"),
-                           Column("undo")])  # fmt: skip
 
 
 def _size(value: Any) -> str:
@@ -60,7 +50,7 @@ def audit(
     report = run(c, service, match=match, fix_ttl=ttl)
     fixed = report.get("fixed") or {}
     if fixed.get("dry_run") and c.output.format == "table":
-        _plan(c, fixed["plan"])
+        plan_table(c, fixed["plan"])
     if c.output.format != "table":
         c.output.data(report)
     else:
@@ -100,7 +90,7 @@ def invalidate(
         if c.output.format != "table":
             c.output.data(result)
             return
-        _plan(c, result["plan"])
+        plan_table(c, result["plan"])
         for key in result["keys"]:
             c.output.info(f"would delete {key}")
         return
@@ -146,7 +136,7 @@ def reset(ctx: typer.Context, key: str = _KEY) -> None:
         if c.output.format != "table":
             c.output.data(result)
             return
-        _plan(c, result["plan"])
+        plan_table(c, result["plan"])
         _limit(c, result["before"])
         return
     if c.output.format != "table":

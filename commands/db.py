@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from opsctl.commands._common import context
+from opsctl.commands._common import context, plan_table
 from opsctl.output import Column
 
 if TYPE_CHECKING:
@@ -298,13 +298,12 @@ def restore(
 
 
 def _result_plan(c: Context, report: dict[str, Any]) -> None:
-    c.output.info(f"dry run: nothing was changed; window {report['window']['earliest']} → {report['window']['latest']}")
+    c.output.info(f"restorable window {report['window']['earliest']} → {report['window']['latest']}")
     if c.output.format != "table":
+        c.output.info("dry run: nothing was changed")
         c.output.data(report)
         return
-    c.output.data([{"n": n, **s} for n, s in enumerate(report["plan"], 1)],
-                  columns=[Column("n", "#"), Column("name", "STEP"), Column("action"), Column("target"),
-                           Column("undo")])  # fmt: skip
+    plan_table(c, report["plan"])
 
 
 def _restore_table(c: Context, r: dict[str, Any]) -> None:

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from opsctl.commands._common import context
+from opsctl.commands._common import context, duration, plan_table
 from opsctl.output import Column
 
 if TYPE_CHECKING:
@@ -86,23 +86,12 @@ def _run(c: Context, service: str, action: Any) -> None:
             _status(c, service)
         raise
     if isinstance(result, RunResult) and result.dry_run:
-        _plan(c, result.plan)
+        plan_table(c, result.plan)
     elif isinstance(result, dict):
         c.output.success(f"asked the driver of {result['run_id']} ({result['driver']}) to {result['requested']}")
         c.output.data(result)
     else:
         _status(c, service)
-
-
-def _plan(c: Context, plan: list[dict[str, Any]]) -> None:
-    c.output.info("dry run: nothing was changed")
-    if c.output.format != "table":
-        c.output.data(plan)
-        return
-    c.output.data(
-        [{"n": i + 1, **step} for i, step in enumerate(plan)],
-        columns=[Column("n", "#"), Column("name", "STEP"), Column("action"), Column("target"), Column("undo")],
-    )
 
 
 @app.command("canary")
@@ -222,14 +211,4 @@ def _weights(text: str | None) -> list[int] | None:
 
 
 def _duration(text: str | None) -> Any:
-    if text is None:
-        return None
-    from opsctl.timeutil import parse_duration
-
-    try:
-        value = parse_duration(text)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--interval") from None
-    if value.total_seconds() < 1:
-        raise typer.BadParameter("at least 1s", param_hint="--interval")
-    return value
+    return duration(text, "--interval", least=1)

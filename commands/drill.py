@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from opsctl.commands._common import context
+from opsctl.commands._common import context, duration, plan_table
 from opsctl.output import Column
 
 if TYPE_CHECKING:
@@ -29,17 +29,7 @@ _TIMELINE = [
 
 
 def _duration(text: str | None) -> Any:
-    if text is None:
-        return None
-    from opsctl.timeutil import parse_duration
-
-    try:
-        value = parse_duration(text)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--markers") from None
-    if value.total_seconds() > 3600:
-        raise typer.BadParameter("at most 1h", param_hint="--markers")
-    return value
+    return duration(text, "--markers", most=3600)
 
 
 def _secs(value: Any) -> str:
@@ -68,14 +58,7 @@ def _finish(c: Context, outcome: Any) -> None:
     from opsctl.errors import FailedError
 
     if outcome.dry_run:
-        c.output.info("dry run: nothing was changed")
-        plan = outcome.report["plan"]
-        if c.output.format != "table":
-            c.output.data(plan)
-        else:
-            c.output.data([{"n": n, **s} for n, s in enumerate(plan, 1)],
-                          columns=[Column("n", "#"), Column("name", "STEP"), Column("action"), Column("target"),
-                                   Column("undo")])  # fmt: skip
+        plan_table(c, outcome.report["plan"])
         return
     report = outcome.report
     _show(c, report)

@@ -5,19 +5,17 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 
+from tests.cache.conftest import URL
 from tests.cli.conftest import Runner
 
-URL = "redis://127.0.0.1:6379/0"
 DAY = 86_400_000
 
 CONFIG = """\
@@ -44,22 +42,6 @@ services:
 @pytest.fixture
 def cli(isolated: Path) -> Runner:
     return Runner(dict(os.environ))
-
-
-@pytest.fixture
-def r() -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(URL)
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def prefix(r: redis.Redis) -> Iterator[str]:
-    value = f"t{secrets.token_hex(4)}:"
-    yield value
-    keys = list(r.scan_iter(match=value + "*", count=1000))
-    if keys:
-        r.delete(*keys)
 
 
 def write_config(tmp: Path, prefix: str, *, events: str = "{channel: entity-updates}", url: str = URL) -> Path:

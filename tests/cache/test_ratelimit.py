@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import io
 import os
-import secrets
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,9 +15,9 @@ from opsctl.cache import ratelimit
 from opsctl.context import Context
 from opsctl.errors import UsageError
 from opsctl.output import Output
+from tests.cache.conftest import URL
 from tests.cli.conftest import Runner
 
-URL = "redis://127.0.0.1:6379/0"
 NOW = datetime(2026, 11, 27, 12, 0, 30, tzinfo=UTC)
 
 CONFIG = """\
@@ -35,22 +33,6 @@ ratelimit:
   key: "{prefix}{{scope}}:{{id}}"
   window: 60s
 """
-
-
-@pytest.fixture
-def r() -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(URL)
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def prefix(r: redis.Redis) -> Iterator[str]:
-    value = f"rl{secrets.token_hex(4)}:"
-    yield value
-    keys = list(r.scan_iter(match=value + "*", count=1000))
-    if keys:
-        r.delete(*keys)
 
 
 def context(tmp: Path, prefix: str, env: str = "production", at: datetime = NOW) -> Context:

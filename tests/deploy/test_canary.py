@@ -104,6 +104,7 @@ def test_sigkill_then_rollback_from_a_second_process(world: World) -> None:
     proc = world.start(*CANARY, world.name, "--image", "web:2", *FAST, "--interval", "60s")
     world.wait_status(_at("analyse 20%"))
     proc.kill()
+    world.started = None  # killed on purpose: its exit is not a failure to report
     proc.wait(timeout=10)
     orphan = world.wait_status(lambda s: s["state"] == "orphaned", timeout=30)
     assert world.replicas(f"{DEP}-canary") == 1  # the driver died with the canary at 20%
@@ -218,6 +219,7 @@ def test_sigkill_then_resume_from_a_second_process_reaches_100(world: World) -> 
     proc = world.start(*CANARY, world.name, "--image", "web:2", *FAST, "--interval", "6s")
     world.wait_status(_at("analyse 20%"))
     proc.kill()
+    world.started = None  # killed on purpose: its exit is not a failure to report
     proc.wait(timeout=10)
     world.wait_status(lambda s: s["state"] == "orphaned", timeout=30)
     wrong = world.run(*CANARY, world.name, "--image", "web:9", "--resume", "--skip-staging-check")

@@ -14,27 +14,12 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from tests.backups.test_restore_pgbackrest_cli import write_config  # the same service: auth, tier 1, pgBackRest
 from tests.cli.conftest import OPSCTL, Runner
-from tests.fakes.pgbackrest_cluster import Source, make_dir
+from tests.fakes.pgbackrest_cluster import Source
 from tests.fakes.pgbackrest_cluster import pgbackrest_source as pgbackrest_source
 
 pytestmark = pytest.mark.postgres
-
-CONFIG = """\
-version: 1
-environments: [production]
-default_env: production
-teams: {{platform: {{}}}}
-services:
-  - name: auth
-    tier: 1
-    owner: platform
-    database:
-      dsn: file:{dsn}
-      backup: {{provider: pgbackrest, stanza: {stanza}, config: {config}}}
-      restore_root: {root}
-      verify_tables: [accounts]
-"""
 
 
 @pytest.fixture
@@ -42,17 +27,9 @@ def cli(isolated: Path) -> Runner:
     return Runner(dict(os.environ))
 
 
-def write_config(tmp: Path, source: Source) -> Path:
-    (tmp / "dsn").write_text(source.dsn + "\n")
-    root = make_dir(source.base / "restores")
-    path = tmp / "opsctl.yaml"
-    path.write_text(CONFIG.format(dsn=tmp / "dsn", stanza=source.stanza, config=source.config, root=root))
-    return path
-
-
 def seed(source: Source) -> None:
-    source.sql("CREATE TABLE accounts (id serial PRIMARY KEY, name text)")
-    source.sql("INSERT INTO accounts (name) SELECT 'a' || g FROM generate_series(1, 50) g")
+    source.sql("CREATE TABLE markers (id serial PRIMARY KEY, tag text)")  # config: verify_tables [markers]
+    source.sql("INSERT INTO markers (tag) SELECT 'a' || g FROM generate_series(1, 50) g")
     source.switch_wal()
 
 
@@ -117,7 +94,7 @@ def test_a_restore_drill_measures_what_the_copy_lost_and_keeps_it_with_keep(
     assert report["rto"]["met"] and 0 < report["rto"]["actual_seconds"]
     assert (proc.returncode == 0) is (report["result"] != "failed")
     with psycopg.connect(f"postgresql://postgres@127.0.0.1:{port}/postgres", autocommit=True) as conn:
-        assert conn.execute("SELECT count(*) FROM accounts").fetchone()[0] == 50  # type: ignore[index]
+        assert conn.execute("SELECT count(*) FROM markers").fetchone()[0] == 50  # type: ignore[index]
 
 
 def test_a_restore_drill_tears_down_its_scratch_and_counts_for_the_schedule(

@@ -16,6 +16,7 @@ from botocore.stub import Stubber
 from opsctl.errors import RefusedError, UpstreamError
 from opsctl.integrations.aws import AwsClients
 from opsctl.integrations.rds import Rds
+from tests.fakes.clock import Clock
 
 PRIMARY, SECONDARY = "eu-central-1", "eu-west-1"
 
@@ -41,19 +42,6 @@ def create_instance(rds: Rds, ident: str = "billing-prod", retention: int = 7) -
         DBInstanceIdentifier=ident, DBInstanceClass="db.t3.micro", Engine="postgres", AllocatedStorage=20,
         MasterUsername="admin", MasterUserPassword="not-a-real-pw-123", BackupRetentionPeriod=retention,
     )["DBInstance"])  # fmt: skip
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 0.0
-        self.sleeps: list[float] = []
-
-    def monotonic(self) -> float:
-        return self.t
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.t += seconds
 
 
 def test_restore_to_a_point_in_time_and_wait_until_available(rds: Rds) -> None:

@@ -17,22 +17,10 @@ from botocore.stub import ANY, Stubber
 from opsctl.errors import ExitCode, RefusedError, UpstreamError
 from opsctl.integrations.aws import AwsClients
 from opsctl.integrations.route53 import DnsState, RecordSet, Route53
+from tests.fakes.clock import Clock
 
 ZONE, NAME = "example.com", "db.example.com"
 PRIMARY, SECONDARY = "billing-1.abc.eu-central-1.rds.amazonaws.com", "billing-2.abc.eu-west-1.rds.amazonaws.com"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 0.0
-        self.sleeps: list[float] = []
-
-    def monotonic(self) -> float:
-        return self.t
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.t += seconds
 
 
 # --------------------------------------------------------------------------- moto's server

@@ -173,12 +173,27 @@ def test_lock_released_during_retries_succeeds(world: World) -> None:
     blocker = world.connect()
     blocker.execute("BEGIN")
     blocker.execute("LOCK TABLE users IN ACCESS SHARE MODE")
-    timer = threading.Timer(1.0, blocker.close)
+
+    def release_once_retried() -> None:
+        """Let go when the ALTER waits in a second attempt (a new query_start): a retry did happen,
+        however slowly this machine started the CLI."""
+        first, deadline = None, time.monotonic() + 60
+        while time.monotonic() < deadline:
+            rows = world.sql("SELECT query_start FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                             " AND query LIKE 'ALTER TABLE users ADD COLUMN nick%%'")  # fmt: skip
+            if rows and first is None:
+                first = rows[0][0]
+            elif rows and rows[0][0] != first:
+                break
+            time.sleep(0.02)
+        blocker.close()
+
+    timer = threading.Thread(target=release_once_retried, daemon=True)
     timer.start()
     try:
         r = world.opsctl("db", "migrate", "run", "app")
     finally:
-        timer.join()
+        timer.join(70)
     assert r.code == 0, r.stderr
     assert "retry 1/8" in r.stderr
     assert applied_ids(world) == ["0001_users", "0002_col"]
