@@ -19,6 +19,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
@@ -42,6 +43,16 @@ def _ts(moment: datetime) -> str:
 
 def _dt(text: str) -> datetime:
     return datetime.strptime(text, _TS_FORMAT).replace(tzinfo=UTC)
+
+
+class _Busy(Exception):
+    """The file is busy right now (another process holds a lock the busy handler does not wait for)."""
+
+
+def _is_busy(exc: BaseException | None) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and any(
+        word in str(exc).lower() for word in ("database is locked", "database is busy")
+    )
 
 
 class SQLiteStore(Store):
@@ -70,19 +81,39 @@ class SQLiteStore(Store):
             )
         except sqlite3.Error as exc:
             raise failures.sqlite_cannot_open(self.location, exc) from exc
+        deadline = time.monotonic() + busy_timeout
+        while True:
+            try:
+                self._open(busy_timeout, upgrade_to)
+                return
+            except _Busy:
+                # SQLite answers "database is locked" at once, without its busy handler, while another
+                # process recovers the WAL of a killed writer or switches the journal mode: wait, retry.
+                if time.monotonic() >= deadline:
+                    self._db.close()
+                    raise failures.sqlite_cannot_open(
+                        self.location, sqlite3.OperationalError("database is locked")
+                    ) from None
+                time.sleep(0.05)
+
+    def _open(self, busy_timeout: float, upgrade_to: int | None) -> None:
         try:
             self._db.row_factory = sqlite3.Row
             self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
             self._db.execute("PRAGMA journal_mode = WAL")  # reads the header: a file that is no database fails here
             self._db.execute("PRAGMA synchronous = NORMAL")
         except sqlite3.Error as exc:
+            if _is_busy(exc):
+                raise _Busy() from exc
             self._db.close()
             error = failures.sqlite_error(self.path, exc, opening=True)
             raise (error or failures.sqlite_cannot_open(self.location, exc)) from exc
         try:
             self._migrate(upgrade_to)
             self._version = self.schema_version()
-        except BaseException:  # refused (damaged, too new) or failed: no connection left behind
+        except BaseException as exc:  # refused (damaged, too new) or failed: no connection left behind
+            if _is_busy(exc) or _is_busy(exc.__cause__):
+                raise _Busy() from exc
             self._db.close()
             raise
 
