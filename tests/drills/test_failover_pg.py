@@ -292,3 +292,35 @@ def test_failback_rebuilds_the_old_primary_as_a_replica_and_returns(
     assert sql(replica_pair.primary, "SELECT count(*) FROM opsctl_drill_markers WHERE run_id = %s AND seq = 0",
                report["id"])[0][0] == 1  # fmt: skip
     assert [p.name for p in replica_pair.base.iterdir() if ".opsctl-" in p.name and p.is_dir()] == []
+
+
+def writable(dsn: str) -> bool:
+    try:
+        sql(dsn, "INSERT INTO opsctl_drill_markers (run_id, seq) VALUES (%s, 1)", f"probe-{time.monotonic_ns()}")
+        return True
+    except psycopg.Error:
+        return False
+
+
+def test_sigterm_during_the_failback_leaves_exactly_one_writable_primary(
+    replica_pair: Pair, isolated: Path, cli: Runner
+) -> None:
+    import signal
+
+    config = write_config(isolated, replica_pair)
+    proc = start(cli, "--config", str(config), "--yes", "-o", "json", "drill", "failover", "billing", "--markers", "1s",
+                 "--failback")  # fmt: skip
+    wait_for(lambda: any(p.name.startswith("primary.opsctl-") for p in replica_pair.base.iterdir()),
+             "the failback sets the old primary's directory aside")  # fmt: skip
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    report = __import__("json").loads(out)
+    assert report["state"] == "interrupted" and report["result"] == "failed"
+    assert report["rto"]["met"] and report["markers"] is not None  # the failover itself was measured
+    by_step = {t["step"]: t["outcome"] for t in report["timeline"]}
+    assert by_step["promote"] == "done" and by_step["stop writes"] == "done"  # the failover was not turned back
+    assert any("the failover was complete when the drill stopped" in o for o in report["observations"])
+    assert not any(t["step"] in ("rollback: promote", "rollback: stop writes") for t in report["timeline"])
+    alive = [dsn for dsn in (replica_pair.primary, replica_pair.standby) if writable(dsn)]
+    assert len(alive) == 1, alive  # never two writable primaries, never none

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -205,13 +204,9 @@ class PgBackRestProvider:
         return _with_host(source, "127.0.0.1", port)
 
     def _stop(self, path: Path) -> None:
-        from opsctl.integrations import pgbackrest as pb
+        from opsctl.integrations import pgctl
 
-        if not (path / "postmaster.pid").exists():
-            return
-        prefix = pb._prefix(self.repo.run_as)
-        subprocess.run([*prefix, pb._pg_ctl(str(path)), "-D", str(path), "-m", "fast", "-w", "-t", "60", "stop"],
-                       capture_output=True, timeout=90)  # fmt: skip
+        pgctl.stop(str(path), timeout=60)
 
 
 def _admin(dsn: str) -> str:

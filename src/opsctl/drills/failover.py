@@ -120,6 +120,7 @@ class Failover:
         self.dns_state: DnsState | None = None
         self.facts: dict[str, Any] = {}
         self.clock: dict[str, float] = {}
+        self.undoable: list[Step] = []
 
     # ------------------------------------------------------------------ preflight
     @property
@@ -249,6 +250,7 @@ class Failover:
             steps.append(Step("switch dns", f"UPSERT {dns.record} → {self._dns_value('secondary')}", dns.record,
                               detail={"zone": dns.zone, "type": dns.type}, apply=self._switch_dns,
                               compensate=self._switch_back, undo=f"point {dns.record} at the primary again"))  # fmt: skip
+        self.undoable = [st for st in steps if st.compensate is not None]
         steps += [
             Step("verify write", "a committed write on the new primary", where["replica"], apply=self._verify_write),
             Step("measure", "compare the markers: RPO; failure → first write: RTO", where["replica"],
@@ -389,7 +391,9 @@ class Failover:
         written = list(run.data.get("markers_written") or [])
         failure = run.data.get("failure_at")
         found = measure.rpo(written, survived, datetime.fromisoformat(failure) if failure else None)
-        run.save(marker_result=found, rpo=measure.target(self.tier.rpo, found["actual_seconds"]))
+        run.save(marker_result=found, rpo=measure.target(self.tier.rpo, found["actual_seconds"]), failover_done=True)
+        for step in self.undoable:  # measured: from here on the new primary serves (and may hold writes the old one
+            step.compensate = None  # lacks), so a failure or Ctrl-C in the failback never turns the failover back
         if found["lost"]:
             observe(run, f"{len(found['lost'])} of {found['markers_written']} markers written before the failure"
                          f" are missing on the new primary (#{', #'.join(str(s) for s in found['lost'])})")  # fmt: skip

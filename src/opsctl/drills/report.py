@@ -90,6 +90,9 @@ def build(ctx: Context, run: RunRecord) -> dict[str, Any]:
     observations = list(data.get("observations") or [])
     if run.state != "succeeded" and run.message:
         observations.insert(0, f"the drill did not complete: {run.message}")
+    if run.state != "succeeded" and data.get("failover_done"):
+        observations.insert(1, "the failover was complete when the drill stopped: it was not turned back — the new"
+                               " primary keeps serving and the old one stays fenced")  # fmt: skip
     follow_ups = list(data.get("follow_ups") or [])
     for key in ("rto", "rpo"):
         measured = data.get(key) or {}
