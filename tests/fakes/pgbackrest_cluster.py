@@ -141,15 +141,16 @@ class Source:
         return {str(p.relative_to(archive)) for p in archive.rglob("*") if p.is_file()}
 
 
-def start_source(base: Path, stanza: str = STANZA) -> Source:
-    bin_dir = pg_bin()
-    data, repo = base / "source", make_dir(base / "repo")
-    for name in ("log", "lock", "spool"):
-        make_dir(base / name)
-    port = free_port()
-    config = base / "pgbackrest.conf"
-    source = Source(base, data, port, stanza, config, repo, base / "source.log")
-    write_config(config, base=base, repo=repo, stanza=stanza, data=data, port=port)
+def init_source(source: Source) -> Source:
+    """initdb, archive_command into the source's pgBackRest config, start, stanza-create, check, a full backup."""
+    bin_dir, data, base, port, config, stanza = (
+        pg_bin(),
+        source.data,
+        source.base,
+        source.port,
+        source.config,
+        source.stanza,
+    )
     as_postgres(str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "--no-sync")
     with open(data / "postgresql.conf", "a") as conf:
         conf.write(
@@ -166,6 +167,17 @@ def start_source(base: Path, stanza: str = STANZA) -> Source:
     source.pgbackrest("check")
     source.backup("full")
     return source
+
+
+def start_source(base: Path, stanza: str = STANZA) -> Source:
+    data, repo = base / "source", make_dir(base / "repo")
+    for name in ("log", "lock", "spool"):
+        make_dir(base / name)
+    port = free_port()
+    config = base / "pgbackrest.conf"
+    source = Source(base, data, port, stanza, config, repo, base / "source.log")
+    write_config(config, base=base, repo=repo, stanza=stanza, data=data, port=port)
+    return init_source(source)
 
 
 @pytest.fixture

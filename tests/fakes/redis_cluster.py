@@ -496,10 +496,15 @@ def redis_cluster() -> Iterator[Cluster]:
         stop_cluster(started)
 
 
+def prepare(cluster: Cluster) -> Cluster:
+    """The cluster ready for a test: rebuilt first if a node is dead or it is unhealthy, then emptied."""
+    if not cluster.healthy():
+        rebuild_cluster(cluster)
+    cluster.flush()
+    return cluster
+
+
 @pytest.fixture
 def cluster(redis_cluster: Cluster) -> Cluster:
     """The session's cluster, emptied; rebuilt first if a previous test left a node dead or it is unhealthy."""
-    if not redis_cluster.healthy():
-        rebuild_cluster(redis_cluster)
-    redis_cluster.flush()
-    return redis_cluster
+    return prepare(redis_cluster)

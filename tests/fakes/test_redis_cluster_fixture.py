@@ -7,17 +7,14 @@ it gets a rebuilt cluster from the ``cluster`` fixture.
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import pytest
 from redis.cluster import RedisCluster
 from redis.crc import key_slot
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from tests.fakes.redis_cluster import BUS_OFFSET, MAX_PORT, Cluster, cluster_nodes
+from tests.fakes.redis_cluster import BUS_OFFSET, MAX_PORT, Cluster, cluster_nodes, prepare
 from tests.fakes.redis_keys import DAY_MS, THIRTY_DAYS_MS, keyspace, load_keys
-
-_KILLED: dict[str, Any] = {}  # what test_kill_a_master left for the test after it
 
 
 def _keys_on(cluster: Cluster, port: int) -> set[str]:
@@ -138,9 +135,9 @@ def test_flush_empties_every_node(cluster: Cluster) -> None:
         assert client.get("flush:7") is None
 
 
-def test_kill_a_master(cluster: Cluster) -> None:
+def test_a_killed_master_fails_fast_and_the_next_preparation_rebuilds(cluster: Cluster) -> None:
     victim = cluster.masters()[0]
-    _KILLED.update(victim=victim, ports=list(cluster.ports), rebuilds=cluster.rebuilds)
+    ports, rebuilds = list(cluster.ports), cluster.rebuilds
 
     cluster.kill(victim)
 
@@ -153,13 +150,9 @@ def test_kill_a_master(cluster: Cluster) -> None:
     assert victim not in cluster.masters()
     assert not cluster.healthy()
 
-
-def test_after_a_kill_the_next_test_gets_a_rebuilt_cluster(cluster: Cluster, redis_cluster: Cluster) -> None:
-    if not _KILLED:
-        pytest.skip("checks the rebuild after test_kill_a_master; run the whole file")
-    assert cluster is redis_cluster  # the session object was updated in place
-    assert cluster.rebuilds == _KILLED["rebuilds"] + 1
-    assert cluster.ports != _KILLED["ports"]
+    assert prepare(cluster) is cluster  # what the `cluster` fixture does before the next test: updated in place
+    assert cluster.rebuilds == rebuilds + 1
+    assert cluster.ports != ports
     assert all(cluster.alive(port) for port in cluster.ports)
     assert cluster.healthy()
     assert sorted(cluster.masters()) == sorted(cluster.ports[:3])

@@ -19,7 +19,7 @@ import pytest
 
 from opsctl.errors import UpstreamError, UsageError
 from opsctl.integrations.pgbackrest import PgBackRest, start_restored, wait_promoted
-from tests.fakes.pgbackrest_cluster import STANZA, Source, as_postgres, free_port, make_dir, pg_bin, stop_cluster
+from tests.fakes.pgbackrest_cluster import STANZA, Source, as_postgres, free_port, init_source, make_dir, stop_cluster
 from tests.fakes.s3_tls import S3Repo, s3_repo  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.postgres
@@ -76,7 +76,6 @@ def write_s3_config(
 
 def start_s3_source(base: Path, s3: S3Repo, stanza: str = STANZA) -> Source:
     """Like ``start_source``, but archiving into (and backing up to) the S3 repository."""
-    bin_dir = pg_bin()
     data = base / "source"
     for name in ("log", "lock", "spool"):
         make_dir(base / name)
@@ -84,22 +83,7 @@ def start_s3_source(base: Path, s3: S3Repo, stanza: str = STANZA) -> Source:
     config = base / "pgbackrest.conf"
     source = Source(base, data, port, stanza, config, Path(REPO_PATH), base / "source.log")
     write_s3_config(config, base=base, s3=s3, stanza=stanza, data=data, port=port, ca_file=s3.ca_file)
-    as_postgres(str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "--no-sync")
-    with open(data / "postgresql.conf", "a") as conf:
-        conf.write(
-            f"port = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{base}'\n"
-            "wal_level = replica\narchive_mode = on\n"
-            f"archive_command = 'pgbackrest --config={config} --stanza={stanza} archive-push %p'\n"
-            "max_wal_senders = 2\nfsync = off\nsynchronous_commit = off\nshared_buffers = 32MB\n"
-            "max_wal_size = 256MB\ncheckpoint_timeout = 30min\n"
-        )
-    with open(data / "pg_hba.conf", "a") as hba:
-        hba.write("host all all 127.0.0.1/32 trust\n")
-    as_postgres(str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(source.log), "-w", "-t", "60", "start")
-    source.pgbackrest("stanza-create")
-    source.pgbackrest("check")
-    source.backup("full")
-    return source
+    return init_source(source)
 
 
 @pytest.fixture
